@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conf: configuration text -> struct tern_conf, with validation.
+ *
+ * Pure code: it parses text handed to it and never opens files, reads the
+ * environment or the clock (the caller reads the file). One table of keys
+ * drives the parser, the defaults, validation, `tern dump-config` and the
+ * documented example config (etc/tern.conf).
+ *
+ * Syntax: one "key = value" per line; '#' starts a comment; blank lines are
+ * ignored. Keys that may repeat (listen, domain, user, alias) add one item
+ * per line. Durations take s/m/h suffixes, sizes K/M/G (powers of 1024).
+ */
+#ifndef TERN_CONF_H
+#define TERN_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+enum conf_role {
+	CONF_ROLE_MX = 0,         /* port 25: receive for local domains */
+	CONF_ROLE_SUBMISSION,     /* reserved: 587 with STARTTLS */
+	CONF_ROLE_SUBMISSIONS,    /* reserved: 465 implicit TLS */
+};
+
+struct conf_listener {
+	char *address;            /* "127.0.0.1", "::1", "0.0.0.0", "::" */
+				  /* also "*" (every address), "localhost" */
+	char *port;               /* "2525" */
+	enum conf_role role;
+	unsigned line;            /* where it was defined */
+};
+
+struct conf_user {
+	char *name;               /* local part, lower-cased */
+	char *maildir;            /* absolute path of the user's Maildir */
+	unsigned line;
+};
+
+/*
+ * An alias maps a local part to one or more targets. A target without '@'
+ * is a local user (or another alias); one with '@' is an address (a local
+ * domain's address resolves like a local part; others are kept for relay).
+ */
+struct conf_alias {
+	char *name;               /* local part, lower-cased */
+	char **targets;
+	size_t ntargets;
+	unsigned line;
+};
+
+enum conf_log_level {
+	CONF_LOG_DEBUG = 0,
+	CONF_LOG_INFO,
+	CONF_LOG_WARN,
+	CONF_LOG_ERROR,
+};
+
+/*
+ * Named defaults and limits, beside their keys. The key table in
+ * conf_table.c uses them; engines may use them for their own defaults.
+ */
+#define CONF_HOSTNAME_DEFAULT		""	/* hostname: the system's */
+#define CONF_STATE_DIR_DEFAULT		"tern-state"
+#define CONF_LOG_DEFAULT		"stderr"
+#define CONF_LOG_LEVEL_DEFAULT		CONF_LOG_INFO
+#define CONF_LISTEN_DEFAULT		"127.0.0.1:2525 mx"
+#define CONF_DOMAIN_DEFAULT		"localhost"
+#define CONF_SIZE_MAX_DEFAULT		(50ULL << 20)	/* 50M */
+#define CONF_SIZE_MAX_MIN		(1ULL << 10)	/* 1K */
+#define CONF_SIZE_MAX_MAX		(2ULL << 30)	/* 2G */
+#define CONF_RCPT_MAX_DEFAULT		1000
+#define CONF_RCPT_MAX_MIN		100	/* RFC 5321 §4.5.3.1.8 */
+#define CONF_RCPT_MAX_MAX		100000
+#define CONF_ERRORS_MAX_DEFAULT		20
+#define CONF_ERRORS_MAX_MIN		1
+#define CONF_ERRORS_MAX_MAX		1000
+#define CONF_SESSIONS_MAX_DEFAULT	10000
+#define CONF_SESSIONS_MAX_MIN		1
+#define CONF_SESSIONS_MAX_MAX		1000000
+#define CONF_VRFY_DEFAULT		false
+#define CONF_EXPN_DEFAULT		false
+#define CONF_TIMEOUT_COMMAND_DEFAULT	300	/* RFC 5321 §4.5.3.2.7 */
+#define CONF_TIMEOUT_DATA_DEFAULT	180	/* RFC 5321 §4.5.3.2.5 */
+#define CONF_TIMEOUT_MIN		1	/* so tests can use short ones */
+#define CONF_TIMEOUT_MAX		3600
+#define CONF_DELIVERY_WORKERS_DEFAULT	2
+#define CONF_DELIVERY_WORKERS_MIN	1
+#define CONF_DELIVERY_WORKERS_MAX	64
+/* alias nesting deeper than this is refused by conf_parse() */
+#define CONF_ALIAS_DEPTH_MAX		16
+
+struct tern_conf {
+	char *hostname;           /* hostname */
+	char *state_dir;          /* state_dir: spool, default Maildirs */
+	char *log;                /* log: "stderr", "syslog" or a path */
+	enum conf_log_level log_level; /* log_level */
+
+	struct conf_listener *listeners;  /* listen (repeatable) */
+	size_t nlisteners;
+	char **domains;           /* domain (repeatable), lower-cased */
+	size_t ndomains;
+	struct conf_user *users;  /* user (repeatable) */
+	size_t nusers;
+	struct conf_alias *aliases; /* alias (repeatable) */
+	size_t naliases;
+
+	uint64_t size_max;        /* size_max: message size limit, octets */
+	unsigned rcpt_max;        /* rcpt_max: recipients per message */
+	unsigned errors_max;      /* errors_max: 421 after this many errors */
+	unsigned sessions_max;    /* sessions_max: concurrent sessions */
+	bool vrfy;                /* vrfy: answer VRFY for local users */
+	bool expn;                /* expn: answer EXPN for aliases */
+
+	/* RFC 5321 §4.5.3.2 server timeouts, seconds */
+	unsigned timeout_command; /* timeout_command: waiting for a command */
+	unsigned timeout_data;    /* timeout_data: between DATA blocks */
+
+	unsigned delivery_workers; /* delivery_workers: delivery threads */
+};
+
+/*
+ * Parses text (not NUL-terminated: len bytes) named `filename` for error
+ * messages. On success returns 0 and a new config in *conf_r, with every
+ * default filled in and every cross-check done: a user's maildir
+ * defaults to <state_dir>/mail/<user>/Maildir; relative paths are refused
+ * except state_dir, which is kept as given (the caller resolves it). On
+ * failure returns -1 and *error_r points at a heap string
+ * "filename:line: message" that the caller frees.
+ */
+int conf_parse(const char *filename, const char *text, size_t len,
+	       struct tern_conf **conf_r, char **error_r);
+
+/* the embedded default configuration text (what `tern serve` runs with) */
+const char *conf_default_text(void);
+
+void conf_free(struct tern_conf **confp);
+
+/* the effective configuration as config text, every key, with its doc
+ * comment; appends to out. conf_parse() accepts the result and yields
+ * the same configuration. */
+void conf_dump(const struct tern_conf *conf, struct buf *out);
+
+/* the documented example configuration (the text of etc/tern.conf,
+ * generated from the key table); appends to out */
+void conf_example(struct buf *out);
+
+/*
+ * Address resolution against the config, shared by RCPT, VRFY and EXPN.
+ * `address` is the RCPT address as the client sent it. Returns 1 and the
+ * local user names it reaches (aliases expanded recursively, duplicates
+ * removed, loops cut) in *users_r (a heap array of pointers into conf;
+ * free the array only), or 0 when the address is not in a local domain or
+ * has no such user ("postmaster" without a user or alias of that name
+ * resolves to the first user), or -1 when the domain is local but expansion
+ * reaches only non-local addresses (kept for relay later).
+ * Local parts compare case-insensitively, domains too.
+ */
+int conf_resolve(const struct tern_conf *conf, const char *address,
+		 const struct conf_user ***users_r, size_t *nusers_r);
+
+/* true when the domain part (no '@') is one of the local domains */
+bool conf_is_local_domain(const struct tern_conf *conf, const char *domain);
+
+#endif

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * deliver: delivery agents and the queue runner that drives them.
+ *
+ * The Maildir agent writes one message into one Maildir exactly once: it
+ * writes tmp/<name>, fsyncs it, renames it into new/<name> and fsyncs
+ * new/. The name is derived from the queue id and the recipient index, so
+ * a second attempt after a crash finds the first one (in tmp/, new/ or
+ * cur/) and neither loses nor doubles the message.
+ *
+ * The queue runner (struct deliverq) holds every committed message whose
+ * recipients are not yet final, runs the agents on the worker pool,
+ * records each recipient's outcome in the spool, retries temporary
+ * failures with backoff, and removes a message once all its recipients
+ * are final. Later agents (relay) plug in beside the Maildir agent.
+ */
+#ifndef TERN_DELIVER_H
+#define TERN_DELIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "conf/conf.h"
+#include "spool/spool.h"
+
+enum deliver_status {
+	DELIVER_OK = 0,
+	DELIVER_TEMPFAIL,
+	DELIVER_PERMFAIL,
+};
+
+/*
+ * The Maildir agent (blocking; any thread). Creates maildir/{tmp,new,cur}
+ * as needed. `unique` is the per-(message, recipient) name part; the body
+ * is len octets of body_fd from off, written after a "Return-Path: <from>"
+ * line. Returns the status; on failure *error_r is a heap string the
+ * caller frees.
+ */
+enum deliver_status maildir_deliver(const char *maildir, const char *unique,
+				    const char *hostname,
+				    const char *return_path, int body_fd,
+				    uint64_t off, uint64_t len,
+				    char **error_r);
+
+struct deliverq;
+
+/* conf must outlive the runner */
+struct deliverq *deliverq_new(struct spool *spool, struct workq *wq,
+			      const struct tern_conf *conf);
+/* waits for deliveries in flight, then frees */
+void deliverq_free(struct deliverq **qp);
+
+/* hands a committed message to the runner (takes ownership of env);
+ * `now` is unix time */
+void deliverq_add(struct deliverq *q, struct spool_envelope *env,
+		  int64_t now);
+
+/* starts deliveries that are due; call it about once a second */
+void deliverq_tick(struct deliverq *q, int64_t now);
+
+/* messages held (not yet final) */
+unsigned deliverq_count(const struct deliverq *q);
+
+#endif

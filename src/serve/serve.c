@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The server's life cycle on the event loop: open and recover the spool,
+ * start the queue runner, the worker pools and the listeners; stop
+ * gracefully (421 to every session, finish every commit in flight).
+ */
+#include <event2/event.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/serve.h"
+
+/* a graceful stop gives sessions this long to take their 421 */
+#define SERVE_STOP_GRACE_SECONDS 10
+
+static void
+workq_ready(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	workq_complete(arg);
+}
+
+static void
+tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct tern_server *srv = arg;
+	(void)fd;
+	(void)what;
+	deliverq_tick(srv->deliverq, (int64_t)time(NULL));
+}
+
+static void
+recovered(void *arg, struct spool_envelope *env)
+{
+	struct tern_server *srv = arg;
+	log_info("queue id=%s event=recovered nrcpt=%zu", env->id, env->nrcpts);
+	deliverq_add(srv->deliverq, env, (int64_t)time(NULL));
+}
+
+static void
+listener_accept(void *arg, int fd, const struct sockaddr *peer,
+		const struct sockaddr *local)
+{
+	smtpd_accept(arg, fd, peer, local);
+}
+
+int
+serve_start(struct tern_server *srv, char **error_r)
+{
+	const struct tern_conf *conf = srv->conf;
+	const char *error = NULL;
+	char *spool_dir;
+	int n;
+
+	srv->spool_wq = workq_new(1);
+	srv->deliver_wq = workq_new(conf->delivery_workers);
+	spool_dir = xasprintf("%s/spool", conf->state_dir);
+	if (spool_open(spool_dir, srv->spool_wq, &srv->spool, &error) < 0) {
+		*error_r = xasprintf("cannot open spool %s: %s", spool_dir, error);
+		free(spool_dir);
+		return -1;
+	}
+	free(spool_dir);
+	srv->deliverq = deliverq_new(srv->spool, srv->deliver_wq, conf);
+	n = spool_recover(srv->spool, recovered, srv);
+	if (n < 0) {
+		*error_r = xasprintf("spool recovery failed");
+		return -1;
+	}
+	log_info("tern event=recovered messages=%d", n);
+
+	srv->spool_wq_ev = event_new(srv->base, workq_fd(srv->spool_wq),
+				     EV_READ | EV_PERSIST, workq_ready,
+				     srv->spool_wq);
+	srv->deliver_wq_ev = event_new(srv->base, workq_fd(srv->deliver_wq),
+				       EV_READ | EV_PERSIST, workq_ready,
+				       srv->deliver_wq);
+	srv->tick_ev = event_new(srv->base, -1, EV_PERSIST, tick, srv);
+	event_add(srv->spool_wq_ev, NULL);
+	event_add(srv->deliver_wq_ev, NULL);
+	{
+		struct timeval one = { 1, 0 };
+		event_add(srv->tick_ev, &one);
+	}
+	deliverq_tick(srv->deliverq, (int64_t)time(NULL));
+
+	srv->listeners = xcalloc(conf->nlisteners, sizeof(*srv->listeners));
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		const struct conf_listener *cl = &conf->listeners[i];
+		if (net_listen(srv->base, cl->address, cl->port,
+			       listener_accept, srv, &srv->listeners[i],
+			       error_r) < 0)
+			return -1;
+		srv->nlisteners++;
+		log_info("tern event=listen address=%s role=mx",
+			 net_listener_name(srv->listeners[i]));
+	}
+	return 0;
+}
+
+static void
+stop_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct tern_server *srv = arg;
+	(void)fd;
+	(void)what;
+	log_warn("tern event=stop_deadline sessions=%u", srv->nsessions);
+	event_base_loopexit(srv->base, NULL);
+}
+
+void
+serve_maybe_exit(struct tern_server *srv)
+{
+	if (!srv->stopping)
+		return;
+	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+void
+serve_stop(struct tern_server *srv)
+{
+	struct timeval grace = { SERVE_STOP_GRACE_SECONDS, 0 };
+
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	log_info("tern event=stopping sessions=%u", srv->nsessions);
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		net_listener_free(&srv->listeners[i]);
+	srv->stop_ev = event_new(srv->base, -1, 0, stop_deadline, srv);
+	event_add(srv->stop_ev, &grace);
+	smtpd_shutdown_all(srv);
+	serve_maybe_exit(srv);
+}
+
+void
+serve_free(struct tern_server *srv)
+{
+	/* commits in flight finish first: their sessions are still there */
+	while (srv->spool != NULL && spool_commits_pending(srv->spool) > 0) {
+		struct pollfd pfd = { .fd = workq_fd(srv->spool_wq),
+				      .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		workq_complete(srv->spool_wq);
+	}
+	/* sessions cut off by the deadline: drop them (nothing they hold
+	 * was answered 250 yet) */
+	while (srv->sessions != NULL)
+		smtpd_session_abandon(srv->sessions);
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		net_listener_free(&srv->listeners[i]);
+	free(srv->listeners);
+	srv->listeners = NULL;
+	/* finish deliveries in flight; what is not started stays queued */
+	deliverq_free(&srv->deliverq);
+	spool_free(&srv->spool);
+	workq_free(&srv->deliver_wq);
+	workq_free(&srv->spool_wq);
+	if (srv->spool_wq_ev != NULL)
+		event_free(srv->spool_wq_ev);
+	if (srv->deliver_wq_ev != NULL)
+		event_free(srv->deliver_wq_ev);
+	if (srv->tick_ev != NULL)
+		event_free(srv->tick_ev);
+	if (srv->stop_ev != NULL)
+		event_free(srv->stop_ev);
+}

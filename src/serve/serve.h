@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * serve: binds the protocol engines to the network. struct tern_server
+ * is the one root of mutable state: main() builds it and passes it down.
+ * serve owns sockets, timeouts and the write queue, and turns engine
+ * events into spool and delivery work; it never parses protocol bytes.
+ */
+#ifndef TERN_SERVE_H
+#define TERN_SERVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "conf/conf.h"
+#include "deliver/deliver.h"
+#include "net/net.h"
+#include "spool/spool.h"
+
+struct event_base;
+struct event;
+struct smtpd_session;
+
+struct tern_server {
+	struct tern_conf *conf;
+	const char *hostname;          /* conf->hostname or the system's */
+	struct event_base *base;
+	struct workq *spool_wq;        /* group commits */
+	struct workq *deliver_wq;      /* delivery agents */
+	struct event *spool_wq_ev, *deliver_wq_ev, *tick_ev;
+	struct spool *spool;
+	struct deliverq *deliverq;
+
+	struct net_listener **listeners;
+	size_t nlisteners;
+
+	struct smtpd_session *sessions; /* every live session */
+	unsigned nsessions;
+	uint32_t next_session_id;
+
+	bool stopping;
+	struct event *stop_ev;          /* deadline for a graceful stop */
+};
+
+/*
+ * Opens the spool, recovers it, starts listeners and timers on
+ * srv->base. Returns 0 or -1 with *error_r (heap, caller frees).
+ */
+int serve_start(struct tern_server *srv, char **error_r);
+
+/* graceful stop: listeners close, every session gets 421 and the loop
+ * exits once commits and deliveries in flight are done */
+void serve_stop(struct tern_server *srv);
+
+/* while stopping: exits the loop once nothing is left in flight */
+void serve_maybe_exit(struct tern_server *srv);
+
+/* releases everything serve_start made (after the loop has exited) */
+void serve_free(struct tern_server *srv);
+
+/* smtpd: a new SMTP connection on a listener */
+void smtpd_accept(struct tern_server *srv, int fd,
+		  const struct sockaddr *peer, const struct sockaddr *local);
+/* drops a session at once, connection and transaction (final stop) */
+void smtpd_session_abandon(struct smtpd_session *s);
+/* 421 to every session; they close as soon as nothing waits on them */
+void smtpd_shutdown_all(struct tern_server *srv);
+
+#endif

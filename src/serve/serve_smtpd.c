@@ -1,0 +1,597 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * smtpd: one SMTP session, binding the pure engine (smtp/) to a
+ * connection (net/), the configuration (recipients), the spool (durable
+ * commit before 250) and the queue runner (delivery after commit).
+ *
+ * A session never frees itself inside a callback chain that may still
+ * touch it: it is marked closing and freed from the connection's drained
+ * or close callback, or, while a commit is in flight, from the commit's
+ * callback.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve/serve.h"
+#include "smtp/smtp.h"
+
+struct smtpd_session {
+	struct smtpd_session *next, *prev;
+	struct tern_server *srv;
+	struct conn *conn;
+	struct smtp_engine *engine;
+	uint32_t id;
+	char peer[NET_ADDR_TEXT_MAX];
+	char peer_ip[NET_ADDR_TEXT_MAX];
+	char local[NET_ADDR_TEXT_MAX];
+	bool ipv6;
+
+	/* the transaction: envelope and the message being received */
+	struct spool_envelope *env;
+	struct spool_msg *msg;
+	char *first_rcpt;         /* for Received: "for" with one RCPT */
+	unsigned nrcpt_cmds;      /* RCPT commands accepted */
+	bool esmtp;
+
+	bool closing;             /* close once the output is written */
+	bool committing;          /* a spool commit holds this session */
+	bool dead;                /* the connection is gone */
+	bool shutdown_pending;    /* 421 as soon as the commit is answered */
+	unsigned messages;
+};
+
+static void session_pump(struct smtpd_session *s);
+
+/* ------------------------------------------------------------------ */
+
+static void
+tx_clear(struct smtpd_session *s)
+{
+	spool_msg_abort(&s->msg);
+	spool_envelope_free(&s->env);
+	free(s->first_rcpt);
+	s->first_rcpt = NULL;
+	s->nrcpt_cmds = 0;
+}
+
+static void
+session_free(struct smtpd_session *s)
+{
+	struct tern_server *srv = s->srv;
+
+	log_info("smtp sess=%08x event=disconnect client=%s messages=%u",
+		 s->id, s->peer, s->messages);
+	tx_clear(s);
+	smtp_engine_free(&s->engine);
+	conn_free(&s->conn);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	free(s);
+	if (srv->stopping)
+		serve_maybe_exit(srv);
+}
+
+/* writes what the engine produced */
+static void
+session_flush(struct smtpd_session *s)
+{
+	struct buf *out = smtp_engine_out(s->engine);
+	if (out->len > 0 && s->conn != NULL)
+		(void)conn_write(s->conn, out->p, out->len);
+	buf_reset(out);
+}
+
+static void
+decide(struct smtpd_session *s, enum smtp_verdict_kind kind, unsigned code,
+       const char *enhanced, const char *text)
+{
+	struct smtp_verdict v = {
+		.kind = kind, .code = code, .enhanced = enhanced, .text = text,
+	};
+	smtp_engine_decide(s->engine, &v);
+}
+
+/* ------------------------------------------------------------------ */
+/* RFC 5321 §4.4 trace header */
+
+/* a HELO argument for a header: printable ASCII that cannot break out */
+static void
+sanitize_helo(const char *in, char *out, size_t outsz)
+{
+	size_t o = 0;
+	for (size_t i = 0; in[i] != '\0' && o + 1 < outsz; i++) {
+		unsigned char c = (unsigned char)in[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+			  c == '_' || c == ':' || c == '[' || c == ']';
+		out[o++] = ok ? (char)c : '?';
+	}
+	out[o] = '\0';
+}
+
+static int
+write_received(struct smtpd_session *s, const char *helo, bool utf8,
+	       time_t now)
+{
+	char helo_clean[256], date[64];
+	struct tm tm;
+	struct buf b;
+	const char *proto;
+	int r;
+
+	sanitize_helo(helo, helo_clean, sizeof(helo_clean));
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	/* RFC 3848 and RFC 6531 §3.7.3 protocol types */
+	if (utf8)
+		proto = s->esmtp ? "UTF8SMTP" : "SMTP";
+	else
+		proto = s->esmtp ? "ESMTP" : "SMTP";
+	buf_init(&b, 0);
+	buf_printf(&b, "Received: from %s ([%s%s])\r\n\tby %s (tern) with %s id %s",
+		   helo_clean, s->ipv6 ? "IPv6:" : "", s->peer_ip,
+		   s->srv->hostname, proto, spool_msg_id(s->msg));
+	if (s->nrcpt_cmds == 1 && s->first_rcpt != NULL)
+		buf_printf(&b, "\r\n\tfor <%s>", s->first_rcpt);
+	buf_printf(&b, "; %s\r\n", date);
+	r = spool_msg_write(s->msg, b.p, b.len);
+	buf_clear(&b);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* events */
+
+static void
+on_mail(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	struct spool_envelope *env;
+
+	tx_clear(s);
+	env = xcalloc(1, sizeof(*env));
+	env->mail_from = xstrdup(ev->address);
+	env->helo = xstrdup(ev->helo_name != NULL ? ev->helo_name : "");
+	env->client_addr = xstrdup(s->peer_ip);
+	env->envid = ev->mail.envid != NULL ? xstrdup(ev->mail.envid) : NULL;
+	env->ret = ev->mail.ret;
+	env->body = ev->mail.body;
+	env->smtputf8 = ev->mail.smtputf8;
+	s->env = env;
+	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
+	log_info("smtp sess=%08x event=mail from=<%s> size=%llu", s->id,
+		 ev->address, (unsigned long long)ev->mail.size);
+}
+
+static bool
+env_has_dest(const struct spool_envelope *env, const char *dest)
+{
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (strcmp(env->rcpts[i].dest, dest) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	const struct tern_conf *conf = s->srv->conf;
+	const struct conf_user **users = NULL;
+	size_t nusers = 0;
+	const char *at;
+	int r;
+
+	r = conf_resolve(conf, ev->address, &users, &nusers);
+	if (r == 1 && s->env != NULL) {
+		for (size_t i = 0; i < nusers; i++) {
+			struct spool_rcpt *rc;
+			if (env_has_dest(s->env, users[i]->name))
+				continue; /* one copy per mailbox */
+			s->env->rcpts = xreallocarray(s->env->rcpts,
+				s->env->nrcpts + 1, sizeof(*s->env->rcpts));
+			rc = &s->env->rcpts[s->env->nrcpts++];
+			memset(rc, 0, sizeof(*rc));
+			rc->address = xstrdup(ev->address);
+			rc->orcpt = ev->rcpt.orcpt != NULL ?
+				xstrdup(ev->rcpt.orcpt) : NULL;
+			rc->notify = ev->rcpt.notify;
+			rc->agent = SPOOL_AGENT_LOCAL;
+			rc->dest = xstrdup(users[i]->name);
+			rc->state = SPOOL_RCPT_PENDING;
+		}
+		free(users);
+		if (s->nrcpt_cmds++ == 0)
+			s->first_rcpt = xstrdup(ev->address);
+		decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
+		log_info("smtp sess=%08x event=rcpt rcpt=<%s> result=accepted",
+			 s->id, ev->address);
+		return;
+	}
+	free(users);
+	at = strrchr(ev->address, '@');
+	if (r == -1) {
+		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.7.1",
+		       "Alias reaches only remote addresses; relay is not enabled");
+	} else if (at != NULL && !conf_is_local_domain(conf, at + 1)) {
+		/* no open relay: RFC 5321 §3.6.2, RFC 3463 5.7.1 */
+		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.7.1",
+		       "Relay access denied");
+	} else {
+		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
+		       "Recipient address rejected: no such user here");
+	}
+	log_info("smtp sess=%08x event=rcpt rcpt=<%s> result=rejected",
+		 s->id, ev->address);
+}
+
+static void
+on_data_start(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	const char *error = NULL;
+	time_t now = time(NULL);
+
+	if (s->env == NULL || spool_msg_new(s->srv->spool, &s->msg, &error) < 0) {
+		log_error("smtp sess=%08x event=spool_new error=\"%s\"", s->id,
+			  error != NULL ? error : "no transaction");
+		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later");
+		return;
+	}
+	s->env->received_at = now;
+	if (write_received(s, ev->helo_name != NULL ? ev->helo_name : "",
+			   s->env->smtputf8, now) < 0) {
+		spool_msg_abort(&s->msg);
+		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later");
+		return;
+	}
+	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
+}
+
+static void
+commit_done(void *arg, int result)
+{
+	struct smtpd_session *s = arg;
+	struct spool_envelope *env = s->env;
+	char text[64];
+
+	s->committing = false;
+	s->env = NULL;
+	if (result == 0) {
+		s->messages++;
+		log_info("queue id=%s event=accepted sess=%08x client=%s from=<%s> nrcpt=%zu size=%llu",
+			 env->id, s->id, s->peer, env->mail_from, env->nrcpts,
+			 (unsigned long long)env->size);
+		snprintf(text, sizeof(text), "Ok: queued as %s", env->id);
+		deliverq_add(s->srv->deliverq, env, (int64_t)time(NULL));
+		env = NULL;
+	} else {
+		log_error("queue id=%s event=commit_failed sess=%08x",
+			  env->id, s->id);
+	}
+	spool_envelope_free(&env);
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	if (result == 0)
+		decide(s, SMTP_VERDICT_OK, 0, NULL, text);
+	else
+		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later");
+	if (s->shutdown_pending)
+		smtp_engine_shutdown(s->engine);
+	session_pump(s);
+}
+
+static void
+on_data_end(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	if (s->msg == NULL || s->env == NULL) {
+		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later");
+		return;
+	}
+	(void)ev;
+	snprintf(s->env->id, sizeof(s->env->id), "%s", spool_msg_id(s->msg));
+	s->env->size = spool_msg_size(s->msg);
+	s->committing = true;
+	conn_read_enable(s->conn, false);
+	/* the verdict comes in commit_done, once the message is durable */
+	spool_msg_commit(&s->msg, s->env, commit_done, s);
+}
+
+static void
+on_vrfy(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	const struct conf_user **users = NULL;
+	size_t n = 0;
+	char line[512];
+
+	if (conf_resolve(s->srv->conf, ev->address, &users, &n) == 1 &&
+	    n == 1) {
+		snprintf(line, sizeof(line), "<%s@%s>", users[0]->name,
+			 s->srv->conf->domains[0]);
+		decide(s, SMTP_VERDICT_OK, 250, "2.1.5", line);
+	} else if (n > 1) {
+		decide(s, SMTP_VERDICT_PERMFAIL, 553, "5.1.4",
+		       "Ambiguous: that is a list, use EXPN");
+	} else {
+		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
+		       "No such user here");
+	}
+	free(users);
+}
+
+static void
+on_expn(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	const struct conf_user **users = NULL;
+	size_t n = 0;
+	const char *domain = s->srv->conf->domains[0];
+
+	if (conf_resolve(s->srv->conf, ev->address, &users, &n) != 1 ||
+	    n == 0) {
+		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
+		       "No such list here");
+		free(users);
+		return;
+	}
+	char **lines = xcalloc(n, sizeof(*lines));
+	for (size_t i = 0; i < n; i++)
+		lines[i] = xasprintf("<%s@%s>", users[i]->name, domain);
+	struct smtp_verdict v = {
+		.kind = SMTP_VERDICT_OK, .code = 250, .enhanced = "2.1.5",
+		.lines = (const char *const *)lines, .nlines = n,
+	};
+	smtp_engine_decide(s->engine, &v);
+	for (size_t i = 0; i < n; i++)
+		free(lines[i]);
+	free(lines);
+	free(users);
+}
+
+static void
+handle_event(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	char esc[256];
+
+	switch (ev->kind) {
+	case SMTP_EV_HELO:
+		s->esmtp = ev->esmtp;
+		log_info("smtp sess=%08x event=helo name=\"%s\" esmtp=%s", s->id,
+			 log_escape(esc, sizeof(esc), ev->helo_name,
+				    strlen(ev->helo_name)),
+			 ev->esmtp ? "yes" : "no");
+		break;
+	case SMTP_EV_RSET:
+		tx_clear(s);
+		break;
+	case SMTP_EV_MAIL:
+		on_mail(s, ev);
+		break;
+	case SMTP_EV_RCPT:
+		on_rcpt(s, ev);
+		break;
+	case SMTP_EV_DATA_START:
+		on_data_start(s, ev);
+		break;
+	case SMTP_EV_DATA_CHUNK:
+		if (s->msg != NULL)
+			(void)spool_msg_write(s->msg, ev->data, ev->data_len);
+		break;
+	case SMTP_EV_DATA_ABORT:
+		log_info("smtp sess=%08x event=data_refused reply=\"%s\"", s->id,
+			 log_escape(esc, sizeof(esc), ev->reply, strlen(ev->reply)));
+		tx_clear(s);
+		break;
+	case SMTP_EV_DATA_END:
+		on_data_end(s, ev);
+		break;
+	case SMTP_EV_VRFY:
+		on_vrfy(s, ev);
+		break;
+	case SMTP_EV_EXPN:
+		on_expn(s, ev);
+		break;
+	case SMTP_EV_QUIT:
+		break;
+	case SMTP_EV_PROTOCOL_ERROR:
+		log_info("smtp sess=%08x event=refused reply=\"%s\"", s->id,
+			 log_escape(esc, sizeof(esc), ev->reply,
+				    strlen(ev->reply)));
+		break;
+	case SMTP_EV_NONE:
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* the connection */
+
+static void
+session_pump(struct smtpd_session *s)
+{
+	struct smtp_event ev;
+	bool closed = false;
+
+	for (unsigned rounds = 0; rounds < 100000; rounds++) {
+		const uint8_t *p;
+		size_t len = 0, used = 0;
+		int r;
+		bool any = false;
+
+		if (s->closing || s->committing || s->dead ||
+		    smtp_engine_waiting(s->engine))
+			break;
+		p = conn_input_peek(s->conn, &len);
+		if (len == 0)
+			break;
+		r = smtp_engine_feed(s->engine, p, len, &used);
+		conn_input_drain(s->conn, used);
+		while (!s->committing && smtp_engine_next(s->engine, &ev)) {
+			any = true;
+			handle_event(s, &ev);
+		}
+		if (r < 0)
+			closed = true;
+		if (closed)
+			s->closing = true;
+		if (used == 0 && !any)
+			break;
+	}
+	session_flush(s);
+	if (s->dead)
+		return;
+	if (smtp_engine_phase(s->engine) == SMTP_PHASE_CLOSED)
+		s->closing = true;
+	if (s->closing) {
+		conn_read_enable(s->conn, false);
+		conn_notify_drained(s->conn, true);
+		return;
+	}
+	if (s->committing)
+		return;
+	conn_set_timeout(s->conn,
+		smtp_engine_phase(s->engine) == SMTP_PHASE_DATA ?
+			s->srv->conf->timeout_data :
+			s->srv->conf->timeout_command);
+	conn_read_enable(s->conn, true);
+}
+
+static void
+conn_on_read(void *arg)
+{
+	session_pump(arg);
+}
+
+static void
+conn_on_timeout(void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (s->committing || s->closing)
+		return;
+	log_info("smtp sess=%08x event=timeout client=%s", s->id, s->peer);
+	smtp_engine_timeout(s->engine);
+	s->closing = true;
+	session_pump(s);
+}
+
+static void
+conn_on_close(void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	s->dead = true;
+	if (s->committing)
+		return; /* commit_done frees it */
+	session_free(s);
+}
+
+static void
+conn_on_drained(void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (s->closing && !s->committing) {
+		/* half-close politely, then release */
+		session_free(s);
+	}
+}
+
+static const struct conn_handler smtpd_conn_handler = {
+	.on_read = conn_on_read,
+	.on_timeout = conn_on_timeout,
+	.on_close = conn_on_close,
+	.on_drained = conn_on_drained,
+};
+
+void
+smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
+	     const struct sockaddr *local)
+{
+	const struct tern_conf *conf = srv->conf;
+	struct smtpd_session *s;
+	struct smtp_params params = {
+		.hostname = srv->hostname,
+		.size_max = conf->size_max,
+		.rcpt_max = conf->rcpt_max,
+		.errors_max = conf->errors_max,
+		.vrfy_enabled = conf->vrfy,
+		.expn_enabled = conf->expn,
+	};
+	char peer_text[NET_ADDR_TEXT_MAX];
+
+	net_addr_text(peer, peer_text, sizeof(peer_text));
+	if (srv->stopping || srv->nsessions >= conf->sessions_max) {
+		char line[300];
+		int n = snprintf(line, sizeof(line),
+				 "421 4.7.0 %s Too many connections, try again later\r\n",
+				 srv->hostname);
+		if (n > 0 && (size_t)n < sizeof(line))
+			(void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(fd);
+		log_warn("smtp event=refused client=%s reason=%s", peer_text,
+			 srv->stopping ? "stopping" : "sessions_max");
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->id = srv->next_session_id++;
+	memcpy(s->peer, peer_text, sizeof(s->peer));
+	net_addr_ip(peer, s->peer_ip, sizeof(s->peer_ip));
+	s->ipv6 = peer->sa_family == AF_INET6;
+	if (local->sa_family != AF_UNSPEC)
+		net_addr_text(local, s->local, sizeof(s->local));
+	s->engine = smtp_engine_new(&params);
+	s->conn = conn_new(srv->base, fd, &smtpd_conn_handler, s);
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	log_info("smtp sess=%08x event=connect client=%s listener=%s", s->id,
+		 s->peer, s->local);
+	smtp_engine_greet(s->engine);
+	session_flush(s);
+	conn_set_timeout(s->conn, conf->timeout_command);
+}
+
+void
+smtpd_shutdown_all(struct tern_server *srv)
+{
+	struct smtpd_session *s, *next;
+
+	for (s = srv->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->dead || s->closing)
+			continue;
+		if (s->committing) {
+			s->shutdown_pending = true;
+			continue;
+		}
+		smtp_engine_shutdown(s->engine);
+		s->closing = true;
+		session_pump(s);  /* may free s */
+	}
+}
+
+void
+smtpd_session_abandon(struct smtpd_session *s)
+{
+	s->committing = false;
+	s->dead = true;
+	session_free(s);
+}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * spool: the durable queue. It owns every fsync and rename of mail.
+ *
+ * A message is written to spool/tmp/ while it is received, and committed
+ * with its envelope by a group commit: the commits of many sessions are
+ * made durable together on a worker thread (file fsync, rename into
+ * spool/queue/, directory fsync), and each session's callback runs on the
+ * event loop only once its message is durable. Nothing that yields a 250
+ * is answered before that. Each recipient of a committed message has a
+ * durable state (pending, delivered, deferred with its next try, bounced)
+ * that delivery agents update; a message whose recipients are all final
+ * is removed. spool_recover() rebuilds the queue after a crash.
+ *
+ * Threading: every function here is called on the event-loop thread,
+ * except where it says "any thread".
+ */
+#ifndef TERN_SPOOL_H
+#define TERN_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+#define SPOOL_ID_LEN 20   /* characters in a queue id, [0-9A-Za-z] */
+
+enum spool_rcpt_state {
+	SPOOL_RCPT_PENDING = 0,
+	SPOOL_RCPT_DELIVERED,
+	SPOOL_RCPT_DEFERRED,  /* not before next_try */
+	SPOOL_RCPT_BOUNCED,   /* failed for good */
+};
+
+enum spool_agent {
+	SPOOL_AGENT_LOCAL = 0, /* Maildir of a local user */
+	SPOOL_AGENT_RELAY,     /* reserved: outbound SMTP */
+};
+
+struct spool_rcpt {
+	char *address;        /* as given in RCPT TO, without <> */
+	char *orcpt;          /* DSN ORCPT=, or NULL */
+	unsigned notify;      /* DSN NOTIFY= mask (smtp.h values) */
+	enum spool_agent agent;
+	char *dest;           /* LOCAL: user name; RELAY: address */
+	enum spool_rcpt_state state;
+	int64_t next_try;     /* DEFERRED: unix time */
+	unsigned attempts;
+	char *diag;           /* last delivery diagnostic, or NULL */
+};
+
+struct spool_envelope {
+	char id[SPOOL_ID_LEN + 1];
+	char *mail_from;      /* "" for the null reverse-path */
+	char *helo;
+	char *client_addr;    /* peer address text */
+	char *envid;          /* DSN ENVID=, or NULL */
+	unsigned ret;         /* smtp.h enum smtp_dsn_ret */
+	unsigned body;        /* smtp.h enum smtp_body_type */
+	bool smtputf8;
+	int64_t received_at;  /* unix time */
+	uint64_t size;        /* body octets (the spooled message) */
+	struct spool_rcpt *rcpts;
+	size_t nrcpts;
+};
+
+/* deep copy / release of envelopes */
+struct spool_envelope *spool_envelope_dup(const struct spool_envelope *env);
+void spool_envelope_free(struct spool_envelope **envp);
+/* frees the members of an embedded envelope and zeroes it */
+void spool_envelope_clear(struct spool_envelope *env);
+
+struct spool;
+struct spool_msg;
+
+/*
+ * Opens (creating as needed) the spool under dir: dir/tmp, dir/queue.
+ * wq runs the blocking work (fsync). Returns 0, or -1 with *error_r (a
+ * static or errno text, not to be freed).
+ */
+int spool_open(const char *dir, struct workq *wq, struct spool **spool_r,
+	       const char **error_r);
+/* waits for commits in flight, then frees */
+void spool_free(struct spool **spoolp);
+
+/* starts a new message in spool/tmp/ and gives it a fresh unique id */
+int spool_msg_new(struct spool *s, struct spool_msg **msg_r,
+		  const char **error_r);
+const char *spool_msg_id(const struct spool_msg *m);
+/* appends body bytes (buffered); an error is sticky and fails the commit */
+int spool_msg_write(struct spool_msg *m, const void *p, size_t n);
+/* body octets written so far */
+uint64_t spool_msg_size(const struct spool_msg *m);
+/* drops the message and its tmp file */
+void spool_msg_abort(struct spool_msg **mp);
+
+/*
+ * result 0: the message and its envelope are durable in spool/queue/;
+ * -1: nothing was committed (error logged). Runs on the loop thread.
+ */
+typedef void spool_commit_cb(void *arg, int result);
+
+/*
+ * Writes the envelope (copied; its id is ignored and the message's id is
+ * used, env->size is set from the bytes written) and queues the message
+ * for the next group commit. Takes ownership of m: *mp becomes NULL.
+ */
+void spool_msg_commit(struct spool_msg **mp,
+		      const struct spool_envelope *env,
+		      spool_commit_cb *cb, void *arg);
+
+/*
+ * Records the state of recipient `idx` of message `id` durably (blocking:
+ * call it on a worker thread; any thread). Returns 0 or -1.
+ */
+int spool_rcpt_update(struct spool *s, const char *id, size_t idx,
+		      const struct spool_rcpt *rcpt);
+/*
+ * The same for n recipients in one write and one fdatasync: rcpts[k] is
+ * the new state of recipient idx[k] (each idx < the message's nrcpts).
+ * Updates of one message may come from any thread; they are serialised.
+ * Returns 0, or -1 with errno (nothing of this call is then on disk).
+ */
+int spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
+			const struct spool_rcpt *rcpts, size_t n);
+/* removes a message whose recipients are all final (any thread) */
+int spool_remove(struct spool *s, const char *id);
+
+/*
+ * Opens the body of a committed message for reading (any thread): *fd_r
+ * is a new fd the caller closes; the body is `len` octets from `off`.
+ */
+int spool_body_open(struct spool *s, const char *id, int *fd_r,
+		    uint64_t *off_r, uint64_t *len_r);
+
+/*
+ * After a crash or a stop: purges spool/tmp/, then calls cb once per
+ * committed message with its envelope and recipient states (the callee
+ * takes ownership of env). Messages whose recipients are all final are
+ * removed instead. Blocking; call it before the loop starts.
+ * Returns the number of messages handed to cb, or -1.
+ */
+typedef void spool_recover_cb(void *arg, struct spool_envelope *env);
+int spool_recover(struct spool *s, spool_recover_cb *cb, void *arg);
+
+/* how many commits are queued or in flight */
+unsigned spool_commits_pending(const struct spool *s);
+
+#endif
