@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -202,6 +203,14 @@ cmd_serve(const char *config_path)
 		srv.next_session_id = seed ^ (uint32_t)time(NULL);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* every session is a descriptor: allow as many as we may */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	srv.base = event_base_new();
 	if (srv.base == NULL)
 		log_fatal("tern event=start error=\"event_base_new failed\"");

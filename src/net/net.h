@@ -73,6 +73,9 @@ size_t conn_output_len(struct conn *c);
 /* calls on_drained once the output queue is empty */
 void conn_notify_drained(struct conn *c, bool on);
 
+/* sends FIN after the queued output; reading goes on */
+void conn_shutdown_write(struct conn *c);
+
 /* stop or resume reading from the socket */
 void conn_read_enable(struct conn *c, bool on);
 /* read timeout in seconds, 0 for none */

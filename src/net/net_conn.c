@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "net/net.h"
@@ -133,6 +134,13 @@ conn_notify_drained(struct conn *c, bool on)
 	c->notify_drained = on;
 	if (on && !c->dead && conn_output_len(c) == 0)
 		c->h->on_drained(c->arg);
+}
+
+void
+conn_shutdown_write(struct conn *c)
+{
+	if (!c->dead)
+		(void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 }
 
 void

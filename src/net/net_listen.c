@@ -14,6 +14,7 @@
 
 struct net_listener {
 	struct evconnlistener *evl;
+	struct event *resume_ev;   /* re-arms accept after EMFILE and co */
 	net_accept_cb *cb;
 	void *arg;
 	char name[NET_ADDR_TEXT_MAX];
@@ -65,14 +66,27 @@ listener_accept(struct evconnlistener *evl, evutil_socket_t fd,
 }
 
 static void
+listener_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct net_listener *l = arg;
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(l->evl);
+}
+
+static void
 listener_error(struct evconnlistener *evl, void *arg)
 {
 	struct net_listener *l = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	(void)evl;
-	/* EMFILE and friends: log; libevent keeps the listener armed */
+	struct timeval pause = { 0, 200 * 1000 };
+
+	/* EMFILE and friends leave the connection in the backlog: accepting
+	 * again at once would spin, so pause this listener briefly */
 	log_error("net listener=%s event=accept_error error=\"%s\"", l->name,
 		  evutil_socket_error_to_string(err));
+	evconnlistener_disable(evl);
+	event_add(l->resume_ev, &pause);
 }
 
 int
@@ -121,6 +135,7 @@ net_listen(struct event_base *base, const char *address, const char *port,
 			snprintf(l->name, sizeof(l->name), "%s:%s", address, port);
 	}
 	evconnlistener_set_error_cb(l->evl, listener_error);
+	l->resume_ev = event_new(base, -1, 0, listener_resume, l);
 	freeaddrinfo(res);
 	*l_r = l;
 	return 0;
@@ -140,5 +155,6 @@ net_listener_free(struct net_listener **lp)
 		return;
 	*lp = NULL;
 	evconnlistener_free(l->evl);
+	event_free(l->resume_ev);
 	free(l);
 }

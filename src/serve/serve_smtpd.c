@@ -40,6 +40,7 @@ struct smtpd_session {
 	bool esmtp;
 
 	bool closing;             /* close once the output is written */
+	bool lingering;           /* FIN sent; discarding input until EOF */
 	bool committing;          /* a spool commit holds this session */
 	bool dead;                /* the connection is gone */
 	bool shutdown_pending;    /* 421 as soon as the commit is answered */
@@ -470,10 +471,20 @@ session_pump(struct smtpd_session *s)
 	conn_read_enable(s->conn, true);
 }
 
+/* how long a closing session waits for the peer's FIN, so that unread
+ * input does not turn our close into a reset that eats the last reply */
+#define SMTPD_LINGER_SECONDS 2
+
 static void
 conn_on_read(void *arg)
 {
-	session_pump(arg);
+	struct smtpd_session *s = arg;
+
+	if (s->lingering) {
+		conn_input_drain(s->conn, conn_input_len(s->conn));
+		return;
+	}
+	session_pump(s);
 }
 
 static void
@@ -481,6 +492,10 @@ conn_on_timeout(void *arg)
 {
 	struct smtpd_session *s = arg;
 
+	if (s->lingering) {
+		session_free(s);
+		return;
+	}
 	if (s->committing || s->closing)
 		return;
 	log_info("smtp sess=%08x event=timeout client=%s", s->id, s->peer);
@@ -505,9 +520,14 @@ conn_on_drained(void *arg)
 {
 	struct smtpd_session *s = arg;
 
-	if (s->closing && !s->committing) {
-		/* half-close politely, then release */
-		session_free(s);
+	if (s->closing && !s->committing && !s->lingering) {
+		/* half-close, then release at the peer's FIN or the timeout */
+		s->lingering = true;
+		conn_notify_drained(s->conn, false);
+		conn_shutdown_write(s->conn);
+		conn_input_drain(s->conn, conn_input_len(s->conn));
+		conn_set_timeout(s->conn, SMTPD_LINGER_SECONDS);
+		conn_read_enable(s->conn, true);
 	}
 }
 
