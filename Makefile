@@ -2,7 +2,6 @@
 #   make run         install missing packages, build, run with embedded defaults
 #   make test        install missing packages, build with ASan+UBSan, run every test
 #   make unit | e2e | fuzz-smoke | compilers | lint    parts of `make test`
-.POSIX:
 .SUFFIXES:
 
 CC       ?= cc

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "base/banned.h"
 
@@ -118,6 +119,20 @@ int workq_fd(const struct workq *wq);
 unsigned workq_complete(struct workq *wq);
 /* jobs submitted whose done callback has not yet run */
 unsigned workq_pending(const struct workq *wq);
+
+/* ------------------------------------------------------------------ */
+/* File I/O: whole transfers (retrying EINTR and short counts); 0 or -1
+ * with errno */
+struct iovec;
+int io_write_all(int fd, const void *p, size_t n);
+int io_pwrite_all(int fd, const void *p, size_t n, off_t off);
+/* modifies iov while it advances */
+int io_writev_all(int fd, struct iovec *iov, int n);
+/* EIO when the file ends early */
+int io_pread_all(int fd, void *p, size_t n, off_t off);
+int io_fsync(int fd);
+/* mkdir -p; each directory it creates has its parent fsynced */
+int io_mkdir_p(const char *path, unsigned mode);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers */

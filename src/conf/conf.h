@@ -85,7 +85,7 @@ enum conf_log_level {
 #define CONF_EXPN_DEFAULT		false
 #define CONF_TIMEOUT_COMMAND_DEFAULT	300	/* RFC 5321 §4.5.3.2.7 */
 #define CONF_TIMEOUT_DATA_DEFAULT	180	/* RFC 5321 §4.5.3.2.5 */
-#define CONF_TIMEOUT_MIN		1	/* so tests can use short ones */
+#define CONF_TIMEOUT_MIN		1	/* short ones for tests */
 #define CONF_TIMEOUT_MAX		3600
 #define CONF_DELIVERY_WORKERS_DEFAULT	2
 #define CONF_DELIVERY_WORKERS_MIN	1
@@ -120,6 +120,11 @@ struct tern_conf {
 	unsigned timeout_data;    /* timeout_data: between DATA blocks */
 
 	unsigned delivery_workers; /* delivery_workers: delivery threads */
+
+	/* private to conf: hashed user and alias names for conf_resolve();
+	 * NULL or out of date (users or aliases added by hand) falls back
+	 * to a linear search */
+	struct conf_index *index;
 };
 
 /*

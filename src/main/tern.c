@@ -115,28 +115,6 @@ absolutize(char **pathp, const char *cwd)
 	free(p);
 }
 
-static int
-mkdir_p(const char *path, mode_t mode)
-{
-	char *tmp = xstrdup(path);
-	int r = 0;
-
-	for (char *p = tmp + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-			*p = '\0';
-			if (mkdir(tmp, mode) < 0 && errno != EEXIST) {
-				r = -1;
-				break;
-			}
-			*p = c;
-			if (c == '\0')
-				break;
-		}
-	}
-	free(tmp);
-	return r;
-}
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
@@ -186,7 +164,7 @@ cmd_serve(const char *config_path)
 		conf->hostname = xstrdup(host);
 		srv.hostname = conf->hostname;
 	}
-	if (mkdir_p(conf->state_dir, 0700) < 0) {
+	if (io_mkdir_p(conf->state_dir, 0700) < 0) {
 		log_error("tern event=start error=\"cannot create %s: %s\"",
 			  conf->state_dir, strerror(errno));
 		conf_free(&conf);

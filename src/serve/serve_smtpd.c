@@ -41,6 +41,7 @@ struct smtpd_session {
 
 	bool closing;             /* close once the output is written */
 	bool lingering;           /* FIN sent; discarding input until EOF */
+	bool throttled;           /* output above SMTPD_OUTPUT_HIGH */
 	bool committing;          /* a spool commit holds this session */
 	bool dead;                /* the connection is gone */
 	bool shutdown_pending;    /* 421 as soon as the commit is answered */
@@ -48,6 +49,10 @@ struct smtpd_session {
 };
 
 static void session_pump(struct smtpd_session *s);
+
+/* replies queued for a peer that does not read: above this we stop
+ * reading its commands until the queue has drained */
+#define SMTPD_OUTPUT_HIGH (128 * 1024)
 
 /* ------------------------------------------------------------------ */
 
@@ -313,6 +318,22 @@ on_data_end(struct smtpd_session *s, const struct smtp_event *ev)
 	spool_msg_commit(&s->msg, s->env, commit_done, s);
 }
 
+/* VRFY/EXPN name a user or list: a bare name means one of our domains */
+static int
+resolve_name(struct smtpd_session *s, const char *arg,
+	     const struct conf_user ***users_r, size_t *n_r)
+{
+	char *addr;
+	int r;
+
+	if (strchr(arg, '@') != NULL)
+		return conf_resolve(s->srv->conf, arg, users_r, n_r);
+	addr = xasprintf("%s@%s", arg, s->srv->conf->domains[0]);
+	r = conf_resolve(s->srv->conf, addr, users_r, n_r);
+	free(addr);
+	return r;
+}
+
 static void
 on_vrfy(struct smtpd_session *s, const struct smtp_event *ev)
 {
@@ -320,8 +341,7 @@ on_vrfy(struct smtpd_session *s, const struct smtp_event *ev)
 	size_t n = 0;
 	char line[512];
 
-	if (conf_resolve(s->srv->conf, ev->address, &users, &n) == 1 &&
-	    n == 1) {
+	if (resolve_name(s, ev->address, &users, &n) == 1 && n == 1) {
 		snprintf(line, sizeof(line), "<%s@%s>", users[0]->name,
 			 s->srv->conf->domains[0]);
 		decide(s, SMTP_VERDICT_OK, 250, "2.1.5", line);
@@ -342,8 +362,7 @@ on_expn(struct smtpd_session *s, const struct smtp_event *ev)
 	size_t n = 0;
 	const char *domain = s->srv->conf->domains[0];
 
-	if (conf_resolve(s->srv->conf, ev->address, &users, &n) != 1 ||
-	    n == 0) {
+	if (resolve_name(s, ev->address, &users, &n) != 1 || n == 0) {
 		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
 		       "No such list here");
 		free(users);
@@ -436,6 +455,13 @@ session_pump(struct smtpd_session *s)
 		if (s->closing || s->committing || s->dead ||
 		    smtp_engine_waiting(s->engine))
 			break;
+		session_flush(s);
+		if (conn_output_len(s->conn) > SMTPD_OUTPUT_HIGH) {
+			/* RFC 2920 §3.1 lets us stop reading; resume once the
+			 * peer has taken its replies */
+			s->throttled = true;
+			break;
+		}
 		p = conn_input_peek(s->conn, &len);
 		if (len == 0)
 			break;
@@ -464,6 +490,11 @@ session_pump(struct smtpd_session *s)
 	}
 	if (s->committing)
 		return;
+	if (s->throttled) {
+		conn_read_enable(s->conn, false);
+		conn_notify_drained(s->conn, true);
+		return;
+	}
 	conn_set_timeout(s->conn,
 		smtp_engine_phase(s->engine) == SMTP_PHASE_DATA ?
 			s->srv->conf->timeout_data :
@@ -520,6 +551,12 @@ conn_on_drained(void *arg)
 {
 	struct smtpd_session *s = arg;
 
+	if (s->throttled && !s->closing) {
+		s->throttled = false;
+		conn_notify_drained(s->conn, false);
+		session_pump(s);
+		return;
+	}
 	if (s->closing && !s->committing && !s->lingering) {
 		/* half-close, then release at the peer's FIN or the timeout */
 		s->lingering = true;

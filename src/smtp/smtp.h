@@ -39,6 +39,7 @@
 #define SMTP_SIZE_MAX_DEFAULT (50ULL * 1024 * 1024)
 #define SMTP_ERRORS_MAX_DEFAULT 20
 
+/* a limit left at 0 takes its SMTP_*_DEFAULT */
 struct smtp_params {
 	const char *hostname;     /* greeting and EHLO; copied */
 	uint64_t size_max;        /* message size limit in octets (SIZE) */
@@ -175,6 +176,9 @@ int smtp_engine_feed(struct smtp_engine *e, const uint8_t *p, size_t n,
 bool smtp_engine_next(struct smtp_engine *e, struct smtp_event *ev_r);
 
 /* answers the event that waits (see smtp_engine_waiting) */
+/* call it once that event has been taken with smtp_engine_next(); it may
+ * queue events of its own (a BDAT chunk of 0 octets completes at once),
+ * which smtp_engine_next() hands out as after a feed */
 void smtp_engine_decide(struct smtp_engine *e,
 			const struct smtp_verdict *v);
 

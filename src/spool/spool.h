@@ -77,7 +77,10 @@ struct spool_msg;
 /*
  * Opens (creating as needed) the spool under dir: dir/tmp, dir/queue.
  * wq runs the blocking work (fsync). Returns 0, or -1 with *error_r (a
- * static or errno text, not to be freed).
+ * static or errno text, not to be freed). The spool holds an exclusive
+ * flock on dir/lock while open: a second spool_open() of the same
+ * directory (from any process) fails. Files that recovery finds damaged
+ * are moved to dir/corrupt/.
  */
 int spool_open(const char *dir, struct workq *wq, struct spool **spool_r,
 	       const char **error_r);

@@ -1,0 +1,563 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conf table: every configuration key with its type, default, limits,
+ * field and documentation, and the item parsers of the keys that repeat
+ * (listen, domain, user, alias). The parser, the defaults, conf_dump()
+ * and the example configuration (etc/tern.conf) all come from this one
+ * table. Pure: no I/O.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "conf/conf_int.h"
+
+static const char *const role_names[] = {
+	[CONF_ROLE_MX] = "mx",
+	[CONF_ROLE_SUBMISSION] = "submission",
+	[CONF_ROLE_SUBMISSIONS] = "submissions",
+};
+
+static bool
+is_space(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* splits s in place at runs of blanks; stores at most max fields and
+ * returns how many there are */
+static size_t
+split_fields(char *s, char **f, size_t max)
+{
+	size_t n = 0;
+
+	while (*s != '\0') {
+		while (is_space(*s))
+			*s++ = '\0';
+		if (*s == '\0')
+			break;
+		if (n < max)
+			f[n] = s;
+		n++;
+		while (*s != '\0' && !is_space(*s))
+			s++;
+	}
+	return n;
+}
+
+/* ---- scalar checks ---------------------------------------------------- */
+
+static int
+check_hostname(char *value, char **msg_r)
+{
+	if (value[0] != '\0' && !conf_is_domain(value)) {
+		*msg_r = xasprintf("%s is not a domain name", conf_q(value).s);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_log(char *value, char **msg_r)
+{
+	if (ascii_strcasecmp(value, "stderr") == 0 ||
+	    ascii_strcasecmp(value, "syslog") == 0) {
+		conf_lower(value);
+		return 0;
+	}
+	if (value[0] != '/') {
+		*msg_r = xasprintf("%s is not stderr, syslog or an absolute "
+				   "path", conf_q(value).s);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- listen ------------------------------------------------------------ */
+
+static int
+parse_port(const char *s, char **port_r)
+{
+	uint64_t v;
+
+	if (parse_u64(s, &v) < 0 || v < 1 || v > 65535)
+		return -1;
+	*port_r = xasprintf("%u", (unsigned)v);
+	return 0;
+}
+
+static int
+listen_add(struct tern_conf *conf, char *value, unsigned line, char **msg_r)
+{
+	char *f[2], *addr, *port_text, *sep;
+	struct conf_listener l = { .role = CONF_ROLE_MX, .line = line };
+	size_t n = split_fields(value, f, 2);
+
+	if (n != 1 && n != 2) {
+		*msg_r = xasprintf("expected address:port [role]");
+		return -1;
+	}
+	addr = f[0];
+	if (addr[0] == '[') {
+		sep = strchr(addr, ']');
+		if (sep == NULL || sep[1] != ':') {
+			*msg_r = xasprintf("%s is not [IPv6]:port",
+					   conf_q(f[0]).s);
+			return -1;
+		}
+		*sep = '\0';
+		addr++;
+		port_text = sep + 2;
+		if (!conf_is_ipv6(addr)) {
+			*msg_r = xasprintf("%s is not an IPv6 address",
+					   conf_q(addr).s);
+			return -1;
+		}
+	} else {
+		sep = strrchr(addr, ':');
+		if (sep == NULL) {
+			*msg_r = xasprintf("%s has no port (use address:port)",
+					   conf_q(addr).s);
+			return -1;
+		}
+		*sep = '\0';
+		port_text = sep + 1;
+		if (strchr(addr, ':') != NULL) {
+			*msg_r = xasprintf("IPv6 addresses go in brackets, as "
+					   "in [::1]:2525");
+			return -1;
+		}
+		if (strcmp(addr, "*") != 0 &&
+		    ascii_strcasecmp(addr, "localhost") != 0 &&
+		    !conf_is_ipv4(addr)) {
+			*msg_r = xasprintf("address %s is not an IPv4 address, "
+					   "[IPv6], * or localhost",
+					   conf_q(addr).s);
+			return -1;
+		}
+	}
+	if (parse_port(port_text, &l.port) < 0) {
+		*msg_r = xasprintf("port %s is not a number from 1 to 65535",
+				   conf_q(port_text).s);
+		return -1;
+	}
+	if (n == 2) {
+		size_t r;
+		for (r = 0; r < sizeof(role_names) / sizeof(role_names[0]); r++)
+			if (ascii_strcasecmp(f[1], role_names[r]) == 0)
+				break;
+		if (r == sizeof(role_names) / sizeof(role_names[0])) {
+			*msg_r = xasprintf("role %s is not mx, submission or "
+					   "submissions", conf_q(f[1]).s);
+			free(l.port);
+			return -1;
+		}
+		l.role = (enum conf_role)r;
+	}
+	l.address = xstrdup(addr);
+	conf_lower(l.address);
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		const struct conf_listener *o = &conf->listeners[i];
+		if (strcmp(o->address, l.address) == 0 &&
+		    strcmp(o->port, l.port) == 0) {
+			*msg_r = xasprintf("%s%s%s:%s given twice (first at "
+					   "line %u)",
+					   strchr(o->address, ':') ? "[" : "",
+					   o->address,
+					   strchr(o->address, ':') ? "]" : "",
+					   o->port, o->line);
+			free(l.address);
+			free(l.port);
+			return -1;
+		}
+	}
+	conf->listeners = xreallocarray(conf->listeners, conf->nlisteners + 1,
+					sizeof(*conf->listeners));
+	conf->listeners[conf->nlisteners++] = l;
+	return 0;
+}
+
+static void
+listen_dump(const struct tern_conf *conf, struct buf *out)
+{
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		const struct conf_listener *l = &conf->listeners[i];
+		bool v6 = strchr(l->address, ':') != NULL;
+		buf_printf(out, "listen = %s%s%s:%s %s\n", v6 ? "[" : "",
+			   l->address, v6 ? "]" : "", l->port,
+			   role_names[l->role]);
+	}
+}
+
+static size_t
+listen_count(const struct tern_conf *conf)
+{
+	return conf->nlisteners;
+}
+
+/* ---- domain ------------------------------------------------------------ */
+
+static int
+domain_add(struct tern_conf *conf, char *value, unsigned line, char **msg_r)
+{
+	(void)line;
+	if (!conf_is_domain(value)) {
+		*msg_r = xasprintf("%s is not a domain name", conf_q(value).s);
+		return -1;
+	}
+	conf_lower(value);
+	if (conf_is_local_domain(conf, value)) {
+		*msg_r = xasprintf("%s given twice", conf_q(value).s);
+		return -1;
+	}
+	conf->domains = xreallocarray(conf->domains, conf->ndomains + 1,
+				      sizeof(*conf->domains));
+	conf->domains[conf->ndomains++] = xstrdup(value);
+	return 0;
+}
+
+static void
+domain_dump(const struct tern_conf *conf, struct buf *out)
+{
+	for (size_t i = 0; i < conf->ndomains; i++)
+		buf_printf(out, "domain = %s\n", conf->domains[i]);
+}
+
+static size_t
+domain_count(const struct tern_conf *conf)
+{
+	return conf->ndomains;
+}
+
+/* ---- user -------------------------------------------------------------- */
+
+char *
+conf_default_maildir(const char *state_dir, const char *name)
+{
+	size_t n = strlen(state_dir);
+	bool slash = n > 0 && state_dir[n - 1] == '/';
+
+	return xasprintf("%s%smail/%s/Maildir", state_dir, slash ? "" : "/",
+			 name);
+}
+
+static int
+user_add(struct tern_conf *conf, char *value, unsigned line, char **msg_r)
+{
+	char *name = value, *path = value;
+	const struct conf_user *o;
+
+	while (*path != '\0' && !is_space(*path))
+		path++;
+	if (*path != '\0') {
+		*path++ = '\0';
+		while (is_space(*path))
+			path++;
+	}
+	conf_lower(name);
+	if (!conf_is_local_name(name)) {
+		*msg_r = xasprintf("%s is not a user name (letters, digits and "
+				   ". _ + -, at most 64)", conf_q(name).s);
+		return -1;
+	}
+	if (*path != '\0' && *path != '/') {
+		*msg_r = xasprintf("maildir %s is not an absolute path",
+				   conf_q(path).s);
+		return -1;
+	}
+	o = conf_find_user(conf, name, strlen(name));
+	if (o != NULL) {
+		*msg_r = xasprintf("%s given twice (first at line %u)", name,
+				   o->line);
+		return -1;
+	}
+	conf->users = xreallocarray(conf->users, conf->nusers + 1,
+				    sizeof(*conf->users));
+	conf->users[conf->nusers++] = (struct conf_user){
+		.name = xstrdup(name),
+		/* NULL until conf_parse() knows state_dir */
+		.maildir = *path != '\0' ? xstrdup(path) : NULL,
+		.line = line,
+	};
+	conf_index_add(conf, false, conf->nusers - 1);
+	return 0;
+}
+
+static void
+user_dump(const struct tern_conf *conf, struct buf *out)
+{
+	for (size_t i = 0; i < conf->nusers; i++) {
+		const struct conf_user *u = &conf->users[i];
+		char *def = conf_default_maildir(conf->state_dir, u->name);
+		/* the default stays implicit: with a relative state_dir it
+		 * is relative, which a maildir given here may not be */
+		if (strcmp(def, u->maildir) == 0)
+			buf_printf(out, "user = %s\n", u->name);
+		else
+			buf_printf(out, "user = %s %s\n", u->name, u->maildir);
+		free(def);
+	}
+}
+
+static size_t
+user_count(const struct tern_conf *conf)
+{
+	return conf->nusers;
+}
+
+/* ---- alias ------------------------------------------------------------- */
+
+static bool
+is_atext(char c)
+{
+	/* RFC 5322 §3.2.3 atext ('#' cannot occur: it starts a comment) */
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c);
+}
+
+/* an address elsewhere: a dot-atom local part, '@', a domain */
+static bool
+is_address(char *s)
+{
+	char *at = strrchr(s, '@');
+	size_t n;
+
+	if (at == NULL || !conf_is_domain(at + 1))
+		return false;
+	/* UNSAFE: at points into s */
+	n = (size_t)(at - s);
+	if (n == 0 || n > 64 || s[0] == '.' || s[n - 1] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '.' ? s[i + 1] == '.' : !is_atext(s[i]))
+			return false;
+	}
+	conf_lower(at + 1);
+	return true;
+}
+
+static void
+alias_free_targets(struct conf_alias *a)
+{
+	for (size_t i = 0; i < a->ntargets; i++)
+		free(a->targets[i]);
+	free(a->targets);
+}
+
+static int
+alias_add(struct tern_conf *conf, char *value, unsigned line, char **msg_r)
+{
+	struct conf_alias a = { .line = line };
+	const struct conf_alias *o;
+	char *p = value, *f;
+	size_t n;
+
+	while (*p != '\0' && !is_space(*p) && *p != ':' && *p != ',')
+		p++;
+	/* UNSAFE: p points into value */
+	n = (size_t)(p - value);
+	while (is_space(*p))
+		p++;
+	if (*p == ':')
+		p++;
+	a.name = xstrndup(value, n);
+	conf_lower(a.name);
+	if (!conf_is_local_name(a.name)) {
+		*msg_r = xasprintf("%s is not an alias name (letters, digits "
+				   "and . _ + -, at most 64)",
+				   conf_q(a.name).s);
+		goto fail;
+	}
+	for (;;) {
+		while (is_space(*p) || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		f = p;
+		while (*p != '\0' && !is_space(*p) && *p != ',')
+			p++;
+		a.targets = xreallocarray(a.targets, a.ntargets + 1,
+					  sizeof(*a.targets));
+		/* UNSAFE: p points into value, after f */
+		a.targets[a.ntargets++] = xstrndup(f, (size_t)(p - f));
+		f = a.targets[a.ntargets - 1];
+		if (strchr(f, '@') == NULL) {
+			conf_lower(f);
+			if (!conf_is_local_name(f)) {
+				*msg_r = xasprintf("target %s is not a local "
+						   "name or an address",
+						   conf_q(f).s);
+				goto fail;
+			}
+		} else if (!is_address(f)) {
+			*msg_r = xasprintf("target %s is not an address",
+					   conf_q(f).s);
+			goto fail;
+		}
+	}
+	if (a.ntargets == 0) {
+		*msg_r = xasprintf("%s has no targets (use name: target, ...)",
+				   a.name);
+		goto fail;
+	}
+	o = conf_find_alias(conf, a.name, strlen(a.name));
+	if (o != NULL) {
+		*msg_r = xasprintf("%s given twice (first at line %u)", a.name,
+				   o->line);
+		goto fail;
+	}
+	conf->aliases = xreallocarray(conf->aliases, conf->naliases + 1,
+				      sizeof(*conf->aliases));
+	conf->aliases[conf->naliases++] = a;
+	conf_index_add(conf, true, conf->naliases - 1);
+	return 0;
+fail:
+	free(a.name);
+	alias_free_targets(&a);
+	return -1;
+}
+
+static void
+alias_dump(const struct tern_conf *conf, struct buf *out)
+{
+	for (size_t i = 0; i < conf->naliases; i++) {
+		const struct conf_alias *a = &conf->aliases[i];
+		buf_printf(out, "alias = %s:", a->name);
+		for (size_t j = 0; j < a->ntargets; j++)
+			buf_printf(out, "%s %s", j > 0 ? "," : "",
+				   a->targets[j]);
+		buf_append_str(out, "\n");
+	}
+}
+
+static size_t
+alias_count(const struct tern_conf *conf)
+{
+	return conf->naliases;
+}
+
+void
+conf_alias_clear(struct conf_alias *a)
+{
+	free(a->name);
+	alias_free_targets(a);
+}
+
+/* ---- the table --------------------------------------------------------- */
+
+#define OFF(f) offsetof(struct tern_conf, f)
+
+const struct conf_key conf_keys[] = {
+	{ .key = "hostname", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = CONF_HOSTNAME_DEFAULT, .offset = OFF(hostname),
+	  .check = check_hostname, .example = "mx.example.org",
+	  .doc = "Name this server gives in its greeting, its EHLO reply and "
+		 "Received: header fields (RFC 5321 §4.1.1.1, §4.4). "
+		 "Empty, the default: the system's host name." },
+	{ .key = "state_dir", .type = CONF_T_STRING,
+	  .def = CONF_STATE_DIR_DEFAULT, .offset = OFF(state_dir),
+	  .example = "/var/lib/tern",
+	  .doc = "Directory for the mail queue and the default Maildirs. "
+		 "A relative path is taken from the directory tern starts "
+		 "in. Default: " CONF_STATE_DIR_DEFAULT "." },
+	{ .key = "log", .type = CONF_T_STRING, .def = CONF_LOG_DEFAULT,
+	  .offset = OFF(log), .check = check_log,
+	  .doc = "Where log lines go: stderr, syslog or the absolute path "
+		 "of a file to append to." },
+	{ .key = "log_level", .type = CONF_T_LOG_LEVEL,
+	  .defnum = CONF_LOG_LEVEL_DEFAULT, .offset = OFF(log_level),
+	  .doc = "The least severe events logged: debug, info, warn or "
+		 "error." },
+	{ .key = "listen", .type = CONF_T_LIST, .def = CONF_LISTEN_DEFAULT,
+	  .add = listen_add, .dump = listen_dump, .count = listen_count,
+	  .example = "*:25 mx",
+	  .doc = "Where to accept SMTP connections: address:port [role]. "
+		 "One line per listener. The address is an IPv4 address, "
+		 "an IPv6 address in brackets ([::1]:25), * for every "
+		 "address, or localhost. The role mx (the default) receives "
+		 "mail for the local domains; submission (port 587) and "
+		 "submissions (port 465) are reserved and not supported yet. "
+		 "Without a listen line: " CONF_LISTEN_DEFAULT "." },
+	{ .key = "domain", .type = CONF_T_LIST, .def = CONF_DOMAIN_DEFAULT,
+	  .add = domain_add, .dump = domain_dump, .count = domain_count,
+	  .example = "example.org\nexample.net",
+	  .doc = "A domain this server receives mail for; one line per "
+		 "domain. Without a domain line: " CONF_DOMAIN_DEFAULT "." },
+	{ .key = "user", .type = CONF_T_LIST,
+	  .add = user_add, .dump = user_dump, .count = user_count,
+	  .example = "alice\nbob /home/bob/Maildir",
+	  .doc = "A local user: name [maildir]. One line per user; at least "
+		 "one is needed. The name is the local part of the user's "
+		 "addresses, compared without regard to case: letters, "
+		 "digits, dots, hyphens, underscores and plus signs. The "
+		 "Maildir must be an absolute path; it defaults to "
+		 "<state_dir>/mail/<name>/Maildir." },
+	{ .key = "alias", .type = CONF_T_LIST,
+	  .add = alias_add, .dump = alias_dump, .count = alias_count,
+	  .example = "postmaster: alice\nabuse: postmaster\n"
+		     "team: alice, bob, carol@example.com",
+	  .doc = "An alias: name: target, target ... Mail to the name goes to "
+		 "every target: a user, another alias, or an address "
+		 "elsewhere. One line per alias. "
+		 "An alias may not have the name of a user. Mail for "
+		 "postmaster (RFC 5321 §4.5.1) goes to the first user unless "
+		 "a user or an alias has that name." },
+	{ .key = "size_max", .type = CONF_T_SIZE,
+	  .defnum = CONF_SIZE_MAX_DEFAULT, .min = CONF_SIZE_MAX_MIN,
+	  .max = CONF_SIZE_MAX_MAX, .offset = OFF(size_max),
+	  .doc = "Largest message accepted, in octets, announced with the "
+		 "EHLO keyword SIZE (RFC 1870). K, M and G multiply by "
+		 "1024, 1024^2 and 1024^3. From 1K to 2G." },
+	{ .key = "rcpt_max", .type = CONF_T_UINT,
+	  .defnum = CONF_RCPT_MAX_DEFAULT, .min = CONF_RCPT_MAX_MIN,
+	  .max = CONF_RCPT_MAX_MAX, .offset = OFF(rcpt_max),
+	  .doc = "Most recipients of one message. RFC 5321 §4.5.3.1.8 "
+		 "requires at least 100. From 100 to 100000." },
+	{ .key = "errors_max", .type = CONF_T_UINT,
+	  .defnum = CONF_ERRORS_MAX_DEFAULT, .min = CONF_ERRORS_MAX_MIN,
+	  .max = CONF_ERRORS_MAX_MAX, .offset = OFF(errors_max),
+	  .doc = "Protocol errors a client may make in one session before "
+		 "tern replies 421 and closes it. From 1 to 1000." },
+	{ .key = "sessions_max", .type = CONF_T_UINT,
+	  .defnum = CONF_SESSIONS_MAX_DEFAULT, .min = CONF_SESSIONS_MAX_MIN,
+	  .max = CONF_SESSIONS_MAX_MAX, .offset = OFF(sessions_max),
+	  .doc = "Most SMTP sessions at once; clients beyond it get 421. "
+		 "From 1 to 1000000." },
+	{ .key = "vrfy", .type = CONF_T_BOOL, .defnum = CONF_VRFY_DEFAULT,
+	  .offset = OFF(vrfy),
+	  .doc = "Answer VRFY for local users: yes or no. Off by default, "
+		 "since it helps harvest addresses (RFC 5321 §7.3)." },
+	{ .key = "expn", .type = CONF_T_BOOL, .defnum = CONF_EXPN_DEFAULT,
+	  .offset = OFF(expn),
+	  .doc = "Answer EXPN with the members of aliases: yes or no. Off "
+		 "by default (RFC 5321 §7.3)." },
+	{ .key = "timeout_command", .type = CONF_T_DURATION,
+	  .defnum = CONF_TIMEOUT_COMMAND_DEFAULT, .min = CONF_TIMEOUT_MIN,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(timeout_command),
+	  .doc = "How long to wait for a client's next command. RFC 5321 "
+		 "§4.5.3.2.7 asks for at least 5 minutes. Seconds, or a "
+		 "number with s, m or h. From 1s to 1h." },
+	{ .key = "timeout_data", .type = CONF_T_DURATION,
+	  .defnum = CONF_TIMEOUT_DATA_DEFAULT, .min = CONF_TIMEOUT_MIN,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(timeout_data),
+	  .doc = "How long to wait for each block of message data after "
+		 "DATA (RFC 5321 §4.5.3.2.5: 3 minutes). Seconds, or a "
+		 "number with s, m or h. From 1s to 1h." },
+	{ .key = "delivery_workers", .type = CONF_T_UINT,
+	  .defnum = CONF_DELIVERY_WORKERS_DEFAULT,
+	  .min = CONF_DELIVERY_WORKERS_MIN, .max = CONF_DELIVERY_WORKERS_MAX,
+	  .offset = OFF(delivery_workers),
+	  .doc = "Threads that deliver queued mail into Maildirs. From 1 "
+		 "to 64." },
+};
+
+const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);
+
+const struct conf_key *
+conf_key_find(const char *key, size_t len)
+{
+	for (size_t i = 0; i < conf_nkeys; i++)
+		if (strlen(conf_keys[i].key) == len &&
+		    memcmp(conf_keys[i].key, key, len) == 0)
+			return &conf_keys[i];
+	return NULL;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * deliver_int.h: private structures of the queue runner and the retry
+ * policy, shared with the unit tests. Nothing outside src/deliver/ and
+ * tests/unit/deliver/ includes this.
+ */
+#ifndef TERN_DELIVER_INT_H
+#define TERN_DELIVER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deliver/deliver.h"
+
+/* a temporary failure older than this (since received_at) bounces */
+#define DELIVER_EXPIRE_DEFAULT   (5 * 86400)
+/* retry delay after a failed spool update (the delivery repeats, deduped) */
+#define DELIVER_RECORD_RETRY     60
+
+/* seconds to wait after the attempts-th failed attempt (attempts >= 1):
+ * 1m, 5m, 15m, 30m, 1h, 2h, then every 4h */
+int64_t deliver_backoff(unsigned attempts);
+
+/* the Maildir name part for recipient idx of env: "<received_at>.<id>_<idx>" */
+char *deliver_unique(const struct spool_envelope *env, size_t idx);
+
+/* the configured user called name (case-insensitive), or NULL */
+const struct conf_user *deliver_find_user(const struct tern_conf *conf,
+					  const char *name);
+
+struct dq_msg {
+	struct spool_envelope *env;
+	int64_t due;            /* INT64_MIN: now; INT64_MAX: nothing to do */
+	uint64_t seq;           /* ties in due keep arrival order */
+	bool running;
+};
+
+struct deliverq {
+	struct spool *spool;
+	struct workq *wq;
+	const struct tern_conf *conf;
+	int64_t now;            /* from the last add or tick */
+	uint64_t seq;
+	unsigned running, max_running;
+	bool closing;
+	struct dq_msg **heap;   /* waiting messages, min-heap on (due, seq) */
+	size_t nheap, capheap;
+};
+
+#endif

@@ -1,0 +1,647 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * spool_commit: the spool directory, queue ids, receiving a message into
+ * spool/tmp/, the group commit into spool/queue/, recipient state records
+ * and removal. This file and spool_recover.c are the only places in tern
+ * that fsync or rename spooled mail; the file format is described at the
+ * top of spool_format.c.
+ *
+ * Why nothing accepted is lost: the callback of spool_msg_commit() (which
+ * releases the 250) runs only after (1) the body, the envelope and the
+ * header were written and fdatasync()ed, (2) tmp/<id> was renamed to
+ * queue/<id> and (3) queue/ itself was fsync()ed, so the name survives a
+ * crash. A crash before (3) leaves the message in tmp/ or in queue/ with
+ * no 250 sent: the client retries; recovery purges tmp/ and delivers what
+ * reached queue/ (possibly a second copy of a message the client will
+ * send again, the one duplicate SMTP itself allows: RFC 5321 §6.1).
+ *
+ * Why nothing is delivered twice: a recipient's outcome is appended to
+ * the queue file as a checksummed record and fdatasync()ed before the
+ * runner acts on it; a message leaves the queue (one unlink) only when
+ * every recipient has a durable final record, so a lost unlink is
+ * redone by recovery. The window between an agent's delivery and its
+ * record is closed by the agent (deliver/deliver_maildir.c: the Maildir
+ * name is derived from the queue id, so a repeat finds the first copy).
+ *
+ * Group commit: commits arriving while a batch is in flight form the next
+ * batch; a batch costs one fdatasync per message (started together with
+ * sync_file_range so their writeback overlaps) plus one fsync of queue/.
+ *
+ * Threading: the loop thread owns struct spool's mutable fields; batch
+ * workers touch only the messages of their batch and the directory fds,
+ * which never change while the spool is open.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool/spool_int.h"
+
+static const char b62[] =
+	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/* ---- small I/O helpers ----------------------------------------------- */
+
+
+
+
+
+int
+spool_mkdirat(int dirfd, const char *name, int *fd_r)
+{
+	if (mkdirat(dirfd, name, 0700) == 0) {
+		/* the new entry must survive a crash like the files in it */
+		if (io_fsync(dirfd) < 0)
+			return -1;
+	} else if (errno != EEXIST) {
+		return -1;
+	}
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	*fd_r = fd;
+	return 0;
+}
+
+
+/* ---- open / free ----------------------------------------------------- */
+
+int
+spool_open(const char *dir, struct workq *wq, struct spool **spool_r,
+	   const char **error_r)
+{
+	struct spool *s = xcalloc(1, sizeof(*s));
+
+	s->dirfd = s->tmpfd = s->queuefd = s->lockfd = -1;
+	s->dir = xstrdup(dir);
+	s->wq = wq;
+	s->next_tail = &s->next_head;
+	if (io_mkdir_p(dir, 0700) < 0)
+		goto fail_errno;
+	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0)
+		goto fail_errno;
+	s->lockfd = openat(s->dirfd, SPOOL_LOCK_FILE,
+			   O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lockfd < 0)
+		goto fail_errno;
+	/* two processes on one spool would purge each other's tmp/ */
+	if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK) {
+			*error_r = "spool directory in use by another process";
+			goto fail;
+		}
+		goto fail_errno;
+	}
+	if (spool_mkdirat(s->dirfd, SPOOL_DIR_TMP, &s->tmpfd) < 0 ||
+	    spool_mkdirat(s->dirfd, SPOOL_DIR_QUEUE, &s->queuefd) < 0)
+		goto fail_errno;
+	*spool_r = s;
+	return 0;
+fail_errno:
+	*error_r = strerror(errno);
+fail:
+	spool_free(&s);
+	return -1;
+}
+
+void
+spool_drain(struct spool *s)
+{
+	s->draining = true;
+	/* batch_done() starts the next batch, so this drains both */
+	while (s->inflight != NULL || s->refilling) {
+		struct pollfd pfd = { .fd = workq_fd(s->wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(s->wq);
+	}
+	s->draining = false;
+}
+
+void
+spool_free(struct spool **spoolp)
+{
+	struct spool *s = *spoolp;
+
+	if (s == NULL)
+		return;
+	*spoolp = NULL;
+	spool_drain(s);
+	TN_ASSERT(s->next_head == NULL);
+	spool_reserve_drop(s);
+	if (s->tmpfd >= 0)
+		(void)close(s->tmpfd);
+	if (s->queuefd >= 0)
+		(void)close(s->queuefd);
+	if (s->lockfd >= 0)
+		(void)close(s->lockfd);
+	if (s->dirfd >= 0)
+		(void)close(s->dirfd);
+	free(s->dir);
+	free(s);
+}
+
+/* ---- queue ids ------------------------------------------------------- */
+
+static void
+b62_put(char *out, size_t n, uint64_t v)
+{
+	for (size_t i = n; i-- > 0;) {
+		out[i] = b62[v % 62];
+		v /= 62;
+	}
+}
+
+/*
+ * 9 characters of microseconds since 1970 (good until the 24th century;
+ * ids sort by creation time), 4 of a per-process counter and 7 random
+ * ones. Time is forced to move forward within a process; across restarts
+ * the random part (about 41 bits) keeps a stepped-back clock from
+ * repeating an id, and the O_EXCL create plus a look into queue/ refuse
+ * any id still in use. An id is never reused because the Maildir names
+ * derived from it must stay unique forever.
+ */
+static void
+make_id(struct spool *s, char *id)
+{
+	struct timespec ts;
+	uint64_t rnd;
+
+	(void)clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t us = (uint64_t)ts.tv_sec * 1000000u +
+		      (uint64_t)ts.tv_nsec / 1000u;
+	if (us <= s->last_us)
+		us = s->last_us + 1;
+	s->last_us = us;
+	s->counter++;
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
+		/* no entropy yet (early boot): time and pid still differ */
+		rnd = (us * 0x9e3779b97f4a7c15u) ^
+		      ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
+	}
+	b62_put(id, 9, us);
+	b62_put(id + 9, 4, s->counter);
+	b62_put(id + 13, 7, rnd);
+	id[SPOOL_ID_LEN] = '\0';
+}
+
+/* ---- receiving ------------------------------------------------------- */
+
+static void
+msg_destroy(struct spool_msg *m)
+{
+	if (m->fd >= 0)
+		(void)close(m->fd);
+	buf_clear(&m->env);
+	free(m->wbuf);
+	free(m);
+}
+
+/*
+ * Creates tmp/<id> exclusively; fails with EEXIST also when queue/<id>
+ * exists, so an id is never given to a second message (any thread).
+ */
+static int
+create_tmp(const struct spool *s, const char *id)
+{
+	struct stat st;
+	int fd = openat(s->tmpfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			0600);
+
+	if (fd < 0)
+		return -1;
+	if (fstatat(s->queuefd, id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		(void)close(fd);
+		(void)unlinkat(s->tmpfd, id, 0);
+		errno = EEXIST;
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Creating a file costs a journal transaction; measured on a busy disk it
+ * took 0.2-0.9 ms, too long for the event loop. Worker jobs keep a
+ * reserve of created tmp/ files (ids are still made on the loop thread,
+ * which owns the id state) and spool_msg_new() takes one; it creates its
+ * own only when the reserve is empty. A job creates only a few files, so
+ * it delays a commit batch queued behind it on a one-thread pool little.
+ */
+static void
+refill_work(void *arg)
+{
+	struct spool_refill *r = arg;
+
+	for (unsigned i = 0; i < r->n; i++)
+		r->slot[i].fd = create_tmp(r->s, r->slot[i].id);
+}
+
+static void maybe_refill(struct spool *s);
+
+static void
+refill_done(void *arg)
+{
+	struct spool_refill *r = arg;
+	struct spool *s = r->s;
+
+	s->refilling = false;
+	for (unsigned i = 0; i < r->n; i++) {
+		if (r->slot[i].fd < 0)
+			continue;
+		TN_ASSERT(s->nreserve < SPOOL_RESERVE);
+		s->reserve[s->nreserve++] = r->slot[i];
+	}
+	free(r);
+	maybe_refill(s);
+}
+
+static void
+maybe_refill(struct spool *s)
+{
+	if (s->refilling || s->draining ||
+	    s->nreserve + SPOOL_REFILL > SPOOL_RESERVE)
+		return;
+	struct spool_refill *r = xcalloc(1, sizeof(*r));
+	r->s = s;
+	r->n = SPOOL_REFILL;
+	for (unsigned i = 0; i < r->n; i++) {
+		make_id(s, r->slot[i].id);
+		r->slot[i].fd = -1;
+	}
+	s->refilling = true;
+	workq_submit(s->wq, refill_work, refill_done, r);
+}
+
+void
+spool_reserve_drop(struct spool *s)
+{
+	TN_ASSERT(!s->refilling);
+	for (unsigned i = 0; i < s->nreserve; i++) {
+		(void)close(s->reserve[i].fd);
+		(void)unlinkat(s->tmpfd, s->reserve[i].id, 0);
+	}
+	s->nreserve = 0;
+}
+
+int
+spool_msg_new(struct spool *s, struct spool_msg **msg_r, const char **error_r)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+
+	m->s = s;
+	m->fd = -1;
+	buf_init(&m->env, 0);
+	if (s->nreserve > 0) {
+		memcpy(m->id, s->reserve[0].id, sizeof(m->id));
+		m->fd = s->reserve[0].fd;
+		s->nreserve--;
+		memmove(&s->reserve[0], &s->reserve[1],
+			s->nreserve * sizeof(s->reserve[0]));
+	}
+	for (int tries = 0; tries < 16 && m->fd < 0; tries++) {
+		make_id(s, m->id);
+		m->fd = create_tmp(s, m->id);
+		if (m->fd < 0 && errno != EEXIST) {
+			*error_r = strerror(errno);
+			msg_destroy(m);
+			return -1;
+		}
+	}
+	if (m->fd < 0) {
+		*error_r = "no unique queue id";
+		msg_destroy(m);
+		return -1;
+	}
+	maybe_refill(s);
+	/* the body starts after the header, written at commit */
+	m->wbuf = xcalloc(1, SPOOL_WBUF_SIZE);
+	m->wlen = SPOOL_HDR_SIZE;
+	*msg_r = m;
+	return 0;
+}
+
+const char *
+spool_msg_id(const struct spool_msg *m)
+{
+	return m->id;
+}
+
+uint64_t
+spool_msg_size(const struct spool_msg *m)
+{
+	return m->size;
+}
+
+static int
+msg_fail(struct spool_msg *m, int err, const char *what)
+{
+	if (m->err == 0) {
+		m->err = err != 0 ? err : EIO;
+		m->err_what = what;
+	}
+	return -1;
+}
+
+int
+spool_msg_write(struct spool_msg *m, const void *p, size_t n)
+{
+	uint64_t size;
+
+	if (m->err != 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	if (__builtin_add_overflow(m->size, (uint64_t)n, &size))
+		return msg_fail(m, EFBIG, "write");
+	if (n <= SPOOL_WBUF_SIZE - m->wlen) {
+		memcpy(m->wbuf + m->wlen, p, n);
+		m->wlen += n;
+		m->size = size;
+		return 0;
+	}
+	if (io_write_all(m->fd, m->wbuf, m->wlen) < 0)
+		return msg_fail(m, errno, "write");
+	m->wlen = 0;
+	if (n >= SPOOL_WBUF_SIZE) {
+		if (io_write_all(m->fd, p, n) < 0)
+			return msg_fail(m, errno, "write");
+	} else {
+		memcpy(m->wbuf, p, n);
+		m->wlen = n;
+	}
+	m->size = size;
+	return 0;
+}
+
+void
+spool_msg_abort(struct spool_msg **mp)
+{
+	struct spool_msg *m = *mp;
+
+	if (m == NULL)
+		return;
+	*mp = NULL;
+	(void)unlinkat(m->s->tmpfd, m->id, 0);
+	msg_destroy(m);
+}
+
+/* ---- group commit ---------------------------------------------------- */
+
+static void batch_work(void *arg);
+static void batch_done(void *arg);
+
+static void
+start_next(struct spool *s)
+{
+	if (s->inflight != NULL || s->next_head == NULL)
+		return;
+	struct spool_batch *b = xcalloc(1, sizeof(*b));
+	b->s = s;
+	b->head = s->next_head;
+	b->n = s->next_n;
+	s->next_head = NULL;
+	s->next_tail = &s->next_head;
+	s->next_n = 0;
+	s->inflight = b;
+	s->inflight_n = b->n;
+	workq_submit(s->wq, batch_work, batch_done, b);
+}
+
+void
+spool_msg_commit(struct spool_msg **mp, const struct spool_envelope *env,
+		 spool_commit_cb *cb, void *arg)
+{
+	struct spool_msg *m = *mp;
+	struct spool *s = m->s;
+
+	*mp = NULL;
+	m->cb = cb;
+	m->cb_arg = arg;
+	if (m->err == 0) {
+		/* shallow copy: only id and size differ from the caller's */
+		struct spool_envelope e = *env;
+		memcpy(e.id, m->id, sizeof(e.id));
+		e.size = m->size;
+		spool_env_encode(&e, &m->env);
+		if (m->env.len > SPOOL_ENV_MAX) {
+			(void)msg_fail(m, EFBIG, "envelope too large");
+		} else {
+			struct spool_hdr h = {
+				.body_len = m->size,
+				.env_off = SPOOL_HDR_SIZE + m->size,
+				.env_len = (uint32_t)m->env.len,
+				.env_crc = spool_crc32c(0, m->env.p,
+							m->env.len),
+			};
+			spool_hdr_encode(&h, m->hdr);
+		}
+	}
+	*s->next_tail = m;
+	s->next_tail = &m->next;
+	s->next_n++;
+	start_next(s);
+}
+
+/* worker thread: makes every message of the batch durable in queue/ */
+static void
+batch_work(void *arg)
+{
+	struct spool_batch *b = arg;
+	struct spool *s = b->s;
+	struct spool_msg *m;
+	unsigned renamed = 0;
+
+	/* 1: write the rest of the body, the envelope and the header, and
+	 * start writeback of all files so their I/O overlaps */
+	for (m = b->head; m != NULL; m = m->next) {
+		if (m->err != 0)
+			continue;
+		struct iovec iov[2] = {
+			{ .iov_base = m->wbuf, .iov_len = m->wlen },
+			{ .iov_base = m->env.p, .iov_len = m->env.len },
+		};
+		if (io_writev_all(m->fd, iov, 2) < 0) {
+			(void)msg_fail(m, errno, "write");
+			continue;
+		}
+		if (io_pwrite_all(m->fd, m->hdr, SPOOL_HDR_SIZE, 0) < 0) {
+			(void)msg_fail(m, errno, "write header");
+			continue;
+		}
+		(void)sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	}
+	/* 2: make every file durable (the writeback of the later ones is
+	 * under way while we wait for the first), and only then give them
+	 * their queue/ names, so the renames do not interleave with the
+	 * journal commits the fdatasyncs force */
+	for (m = b->head; m != NULL; m = m->next) {
+		if (m->err == 0 && fdatasync(m->fd) < 0)
+			(void)msg_fail(m, errno, "fdatasync");
+		(void)close(m->fd);
+		m->fd = -1;
+	}
+	for (m = b->head; m != NULL; m = m->next) {
+		if (m->err == 0 &&
+		    renameat(s->tmpfd, m->id, s->queuefd, m->id) < 0)
+			(void)msg_fail(m, errno, "rename");
+		if (m->err != 0) {
+			(void)unlinkat(s->tmpfd, m->id, 0);
+			continue;
+		}
+		m->renamed = true;
+		renamed++;
+	}
+	/* 3: one fsync makes every new name in queue/ durable */
+	if (renamed > 0 && io_fsync(s->queuefd) < 0) {
+		int e = errno;
+		for (m = b->head; m != NULL; m = m->next) {
+			if (!m->renamed)
+				continue;
+			/* not known to be durable: no 250, and take it back */
+			(void)unlinkat(s->queuefd, m->id, 0);
+			m->renamed = false;
+			(void)msg_fail(m, e, "fsync queue");
+		}
+	}
+}
+
+/* loop thread: releases each session's reply */
+static void
+batch_done(void *arg)
+{
+	struct spool_batch *b = arg;
+	struct spool *s = b->s;
+	struct spool_msg *m = b->head;
+
+	s->inflight = NULL;
+	s->inflight_n = 0;
+	/* keep the disk busy while the callbacks run */
+	start_next(s);
+	while (m != NULL) {
+		struct spool_msg *next = m->next;
+		if (m->err != 0)
+			log_error("spool id=%s event=commit status=failed "
+				  "step=\"%s\" error=\"%s\"", m->id,
+				  m->err_what, strerror(m->err));
+		m->cb(m->cb_arg, m->err != 0 ? -1 : 0);
+		msg_destroy(m);
+		m = next;
+	}
+	free(b);
+}
+
+unsigned
+spool_commits_pending(const struct spool *s)
+{
+	return s->next_n + s->inflight_n;
+}
+
+/* ---- recipient state, removal, reading ------------------------------- */
+
+int
+spool_rcpt_update(struct spool *s, const char *id, size_t idx,
+		  const struct spool_rcpt *rcpt)
+{
+	return spool_rcpt_update_n(s, id, &idx, rcpt, 1);
+}
+
+int
+spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
+		    const struct spool_rcpt *rcpts, size_t n)
+{
+	struct buf recs;
+	struct stat st;
+	int ret = -1, err = 0;
+
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	buf_init(&recs, 0);
+	for (size_t i = 0; i < n; i++)
+		spool_rec_encode(idx[i], &rcpts[i], &recs);
+	int fd = openat(s->queuefd, id, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0) {
+		err = errno;
+		goto out;
+	}
+	/* one writer at a time per file, so a cut after a failed write
+	 * never removes another thread's record */
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			err = errno;
+			goto out;
+		}
+	}
+	if (fstat(fd, &st) < 0) {
+		err = errno;
+		goto out;
+	}
+	if (io_write_all(fd, recs.p, recs.len) < 0 || fdatasync(fd) < 0) {
+		err = errno;
+		/* cut the torn record so later records stay readable */
+		if (ftruncate(fd, st.st_size) == 0)
+			(void)fdatasync(fd);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	buf_clear(&recs);
+	if (ret < 0)
+		errno = err;
+	return ret;
+}
+
+int
+spool_remove(struct spool *s, const char *id)
+{
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	/*
+	 * No directory fsync: the final records are already durable, so if
+	 * a crash undoes this unlink, recovery finds every recipient final
+	 * and removes the file again.
+	 */
+	return unlinkat(s->queuefd, id, 0);
+}
+
+int
+spool_body_open(struct spool *s, const char *id, int *fd_r, uint64_t *off_r,
+		uint64_t *len_r)
+{
+	uint8_t raw[SPOOL_HDR_SIZE];
+	struct spool_hdr h;
+	const char *why;
+
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	int fd = openat(s->queuefd, id, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t r = pread(fd, raw, sizeof(raw), 0);
+	if (r != (ssize_t)sizeof(raw) || spool_hdr_decode(raw, &h, &why) < 0) {
+		int e = r < 0 ? errno : EBADMSG;
+		(void)close(fd);
+		errno = e;
+		return -1;
+	}
+	*fd_r = fd;
+	*off_r = SPOOL_HDR_SIZE;
+	*len_r = h.body_len;
+	return 0;
+}

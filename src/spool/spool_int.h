@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * spool_int.h: private structures of the spool and the on-disk format
+ * helpers shared by its source files. The format itself is described at
+ * the top of spool_format.c. Nothing outside src/spool/ includes this.
+ */
+#ifndef TERN_SPOOL_INT_H
+#define TERN_SPOOL_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "spool/spool.h"
+
+/* ---- on-disk format (see spool_format.c) ---------------------------- */
+
+#define SPOOL_HDR_SIZE     64u        /* fixed header at offset 0 */
+#define SPOOL_VERSION      1u
+#define SPOOL_ENV_MAX      (16u << 20) /* sanity bound on an envelope */
+#define SPOOL_RCPTS_MAX    1000000u   /* sanity bound on recipients */
+#define SPOOL_REC_FIXED    32u        /* state record without its diag */
+#define SPOOL_DIAG_MAX     2048u      /* diag bytes kept in a record */
+#define SPOOL_WBUF_SIZE    (64u << 10) /* body write buffer */
+#define SPOOL_RESERVE      32u        /* tmp files created ahead */
+#define SPOOL_REFILL       8u         /* ... by one worker job */
+
+/* subdirectory names under the spool directory */
+#define SPOOL_DIR_TMP      "tmp"
+#define SPOOL_DIR_QUEUE    "queue"
+#define SPOOL_DIR_CORRUPT  "corrupt"
+#define SPOOL_LOCK_FILE    "lock"
+
+struct spool_hdr {
+	uint64_t body_len;
+	uint64_t env_off;
+	uint32_t env_len;
+	uint32_t env_crc;
+};
+
+uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* fills out[SPOOL_HDR_SIZE] */
+void spool_hdr_encode(const struct spool_hdr *h, uint8_t *out);
+/* 0 when the header is valid, -1 with *why_r otherwise */
+int spool_hdr_decode(const uint8_t *in, struct spool_hdr *h_r,
+		     const char **why_r);
+
+/* appends the encoded envelope to out */
+void spool_env_encode(const struct spool_envelope *env, struct buf *out);
+/* 0 with *env_r filled (clear it with spool_envelope_clear), or -1 */
+int spool_env_decode(const uint8_t *p, size_t n, struct spool_envelope *env_r,
+		     const char **why_r);
+
+/* appends one state record for recipient idx to out */
+void spool_rec_encode(size_t idx, const struct spool_rcpt *rcpt,
+		      struct buf *out);
+/*
+ * Applies the state records in p[0..n) to env. Returns the number of
+ * bytes that form whole valid records; a shorter result than n means
+ * the tail is torn (or not a record) and must be cut off.
+ */
+size_t spool_recs_apply(const uint8_t *p, size_t n,
+			struct spool_envelope *env);
+
+/* true when s is SPOOL_ID_LEN characters of [0-9A-Za-z] */
+bool spool_id_valid(const char *s);
+
+/* ---- runtime structures ---------------------------------------------- */
+
+struct spool_msg {
+	struct spool *s;
+	char id[SPOOL_ID_LEN + 1];
+	int fd;                 /* tmp/<id>, -1 once closed */
+	int err;                /* sticky errno of a failed write, or 0 */
+	const char *err_what;   /* which step failed */
+	uint64_t size;          /* body octets accepted */
+	uint8_t *wbuf;          /* pending bytes not yet written */
+	size_t wlen;
+	struct buf env;         /* encoded envelope, at commit */
+	uint8_t hdr[SPOOL_HDR_SIZE];
+	spool_commit_cb *cb;
+	void *cb_arg;
+	bool renamed;           /* now queue/<id> */
+	struct spool_msg *next; /* in a batch */
+};
+
+/* a tmp/ file created ahead by a worker, waiting for spool_msg_new() */
+struct spool_slot {
+	char id[SPOOL_ID_LEN + 1];
+	int fd;
+};
+
+struct spool_refill {
+	struct spool *s;
+	struct spool_slot slot[SPOOL_REFILL];
+	unsigned n;
+};
+
+struct spool_batch {
+	struct spool *s;
+	struct spool_msg *head;
+	unsigned n;
+};
+
+struct spool {
+	char *dir;
+	int dirfd, tmpfd, queuefd, lockfd;
+	struct workq *wq;
+
+	/* id generation (loop thread) */
+	uint64_t last_us;
+	uint32_t counter;
+
+	/* group commit (loop thread) */
+	struct spool_msg *next_head, **next_tail;
+	unsigned next_n;
+	struct spool_batch *inflight;
+	unsigned inflight_n;
+
+	/* tmp/ files created ahead on a worker, oldest first (loop thread) */
+	struct spool_slot reserve[SPOOL_RESERVE];
+	unsigned nreserve;
+	bool refilling;
+	bool draining;          /* spool_drain(): no new refills */
+};
+
+/* waits (running done callbacks) until no batch or refill is in flight */
+void spool_drain(struct spool *s);
+/* closes and unlinks the reserved tmp/ files */
+void spool_reserve_drop(struct spool *s);
+
+/* opens dir/name as a directory fd relative to dirfd, creating it */
+int spool_mkdirat(int dirfd, const char *name, int *fd_r);
+
+#endif

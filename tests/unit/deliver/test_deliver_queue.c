@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for deliver_queue.c end to end: a real spool and worker pool
+ * in a temporary directory, a config built by hand, messages committed
+ * through the spool and delivered into real Maildirs.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "deliver/deliver_int.h"
+
+#define HOST "mx.test"
+
+struct fix {
+	char dir[64];
+	char spooldir[128];
+	char md[4][128];
+	struct conf_user users[4];
+	struct tern_conf conf;
+	struct workq *wq;
+	struct spool *s;
+	struct deliverq *q;
+};
+
+static int
+rm_one(const char *p, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static int64_t
+now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int
+setup(void **state)
+{
+	struct fix *f = xcalloc(1, sizeof(*f));
+	const char *err;
+	static const char *const names[] = { "alice", "bob", "ally", "dave" };
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/tern-ut-deliver-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->spooldir, sizeof(f->spooldir), "%s/spool", f->dir);
+	snprintf(f->md[0], sizeof(f->md[0]), "%s/mail/alice/Maildir", f->dir);
+	snprintf(f->md[1], sizeof(f->md[1]), "%s/mail/bob/Maildir", f->dir);
+	/* ally shares alice's Maildir */
+	snprintf(f->md[2], sizeof(f->md[2]), "%s/mail/alice/Maildir", f->dir);
+	snprintf(f->md[3], sizeof(f->md[3]), "%s/mail/dave", f->dir);
+	for (size_t i = 0; i < 4; i++) {
+		f->users[i].name = (char *)(uintptr_t)names[i];
+		f->users[i].maildir = f->md[i];
+	}
+	f->conf.hostname = (char *)(uintptr_t)HOST;
+	f->conf.users = f->users;
+	f->conf.nusers = 4;
+	f->conf.delivery_workers = 2;
+	f->wq = workq_new(2);
+	assert_int_equal(spool_open(f->spooldir, f->wq, &f->s, &err), 0);
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fix *f = *state;
+
+	deliverq_free(&f->q);
+	spool_free(&f->s);
+	workq_free(&f->wq);
+	(void)nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void
+drive_until_count(struct fix *f, unsigned want)
+{
+	for (int i = 0; i < 300 && (deliverq_count(f->q) != want ||
+				    f->q->running > 0); i++) {
+		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(f->wq);
+	}
+	assert_int_equal(f->q->running, 0);
+	assert_int_equal(deliverq_count(f->q), want);
+}
+
+static size_t
+count_dir(const char *dir, const char *sub)
+{
+	char path[256];
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+struct res {
+	int calls, ok;
+};
+
+static void
+commit_cb(void *arg, int result)
+{
+	struct res *r = arg;
+
+	r->calls++;
+	if (result == 0)
+		r->ok++;
+}
+
+/*
+ * Commits a message to the given users (dests; "@relay" makes a relay
+ * recipient) and returns an owned copy of its envelope as the server
+ * would hand it to the runner.
+ */
+static struct spool_envelope *
+commit(struct fix *f, const char *body, const char *const *dests, size_t n,
+       int64_t received_at)
+{
+	struct spool_rcpt rc[8];
+	char addrs[8][64];
+	struct spool_envelope env = {
+		.mail_from = (char *)(uintptr_t)"sender@example.org",
+		.helo = (char *)(uintptr_t)"client.example",
+		.client_addr = (char *)(uintptr_t)"192.0.2.9",
+		.received_at = received_at,
+		.rcpts = rc, .nrcpts = n,
+	};
+	struct spool_msg *m;
+	const char *err;
+	struct res r = { 0 };
+
+	assert_true(n <= 8);
+	memset(rc, 0, sizeof(rc));
+	for (size_t i = 0; i < n; i++) {
+		bool relay = strcmp(dests[i], "@relay") == 0;
+		snprintf(addrs[i], sizeof(addrs[i]), "%s@example.org",
+			 relay ? "far" : dests[i]);
+		rc[i].address = addrs[i];
+		rc[i].dest = (char *)(uintptr_t)(relay ? "far@example.net" :
+						 dests[i]);
+		rc[i].agent = relay ? SPOOL_AGENT_RELAY : SPOOL_AGENT_LOCAL;
+	}
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	struct spool_envelope *out = spool_envelope_dup(&env);
+	memcpy(out->id, spool_msg_id(m), sizeof(out->id));
+	assert_int_equal(spool_msg_write(m, body, strlen(body)), 0);
+	out->size = strlen(body);
+	spool_msg_commit(&m, &env, commit_cb, &r);
+	for (int i = 0; i < 300 && r.calls == 0; i++) {
+		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(f->wq);
+	}
+	assert_int_equal(r.ok, 1);
+	return out;
+}
+
+static const char body[] = "Received: from client.example\r\n"
+			   "Subject: t\r\n\r\nhello\r\n";
+
+static void
+check_one_message(const char *md, const char *want_name)
+{
+	char p[512], name[256];
+	size_t n = count_dir(md, "new");
+
+	if (n != 1)
+		fail_msg("%s/new: got %zu messages, want 1", md, n);
+	snprintf(name, sizeof(name), "%s", want_name);
+	snprintf(p, sizeof(p), "%s/new/%s", md, name);
+	int fd = open(p, O_RDONLY);
+	if (fd < 0)
+		fail_msg("got no %s", p);
+	char got[512];
+	ssize_t r = read(fd, got, sizeof(got));
+	close(fd);
+	static const char rp[] = "Return-Path: <sender@example.org>\r\n";
+	assert_int_equal(r, (ssize_t)(sizeof(rp) - 1 + sizeof(body) - 1));
+	assert_memory_equal(got, rp, sizeof(rp) - 1);
+	assert_memory_equal(got + sizeof(rp) - 1, body, sizeof(body) - 1);
+}
+
+static char *
+md_name(const struct spool_envelope *env, size_t idx)
+{
+	char *u = deliver_unique(env, idx);
+	char *n = xasprintf("%s.%s", u, HOST);
+	free(u);
+	return n;
+}
+
+static void
+test_end_to_end(void **state)
+{
+	struct fix *f = *state;
+	/* ally and Alice share alice's Maildir; carol is not a user */
+	static const char *const dests[] = { "alice", "bob", "ally", "carol",
+					     "Alice" };
+	int64_t t = now_s();
+	struct spool_envelope *env = commit(f, body, dests, 5, t);
+	char *a = md_name(env, 0), *b = md_name(env, 1);
+
+	deliverq_add(f->q, env, t);
+	drive_until_count(f, 0);
+	check_one_message(f->md[0], a);
+	check_one_message(f->md[1], b);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	free(a);
+	free(b);
+}
+
+/* dave's Maildir path is a regular file until the admin fixes it */
+static void
+block_dave(struct fix *f)
+{
+	char p[160];
+
+	snprintf(p, sizeof(p), "%s/mail", f->dir);
+	assert_true(mkdir(p, 0700) == 0 || errno == EEXIST);
+	int fd = open(f->md[3], O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+static struct spool_envelope *
+held_env(struct fix *f)
+{
+	assert_int_equal(f->q->nheap, 1);
+	return f->q->heap[0]->env;
+}
+
+static void
+test_tempfail_then_retry(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "dave", "bob" };
+	int64_t t = now_s();
+
+	block_dave(f);
+	struct spool_envelope *env = commit(f, body, dests, 2, t);
+	char id[SPOOL_ID_LEN + 1];
+	memcpy(id, env->id, sizeof(id));
+	deliverq_add(f->q, env, t);
+	drive_until_count(f, 1);
+	env = held_env(f);
+	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_DEFERRED);
+	assert_int_equal(env->rcpts[0].next_try, t + 60);
+	assert_int_equal(env->rcpts[0].attempts, 1);
+	assert_non_null(env->rcpts[0].diag);
+	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(count_dir(f->md[1], "new"), 1);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 1);
+
+	/* not due yet: nothing runs */
+	deliverq_tick(f->q, t + 59);
+	assert_int_equal(f->q->running, 0);
+	deliverq_tick(f->q, t + 60);
+	drive_until_count(f, 1);
+	env = held_env(f);
+	assert_int_equal(env->rcpts[0].attempts, 2);
+	assert_int_equal(env->rcpts[0].next_try, t + 60 + 300);
+
+	assert_int_equal(unlink(f->md[3]), 0);
+	deliverq_tick(f->q, t + 360);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[3], "new"), 1);
+	assert_int_equal(count_dir(f->md[1], "new"), 1);  /* not again */
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+}
+
+struct cb {
+	struct spool_envelope **v;
+	size_t *n;
+};
+
+static void
+cb_fn(void *arg, struct spool_envelope *e)
+{
+	struct cb *c = arg;
+
+	c->v[(*c->n)++] = e;
+}
+
+static void
+test_durable_states(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "dave", "bob", "carol" };
+	int64_t t = now_s();
+	block_dave(f);
+	struct spool_envelope *env = commit(f, body, dests, 3, t);
+
+	deliverq_add(f->q, env, t);
+	drive_until_count(f, 1);
+	/* what a restart would see */
+	deliverq_free(&f->q);
+	spool_free(&f->s);
+	const char *err;
+	assert_int_equal(spool_open(f->spooldir, f->wq, &f->s, &err), 0);
+	struct spool_envelope *got[2];
+	size_t ngot = 0;
+	struct cb c = { got, &ngot };
+	assert_int_equal(spool_recover(f->s, cb_fn, &c), 1);
+	env = got[0];
+	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_DEFERRED);
+	assert_int_equal(env->rcpts[0].next_try, t + 60);
+	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(env->rcpts[2].state, SPOOL_RCPT_BOUNCED);
+	assert_string_equal(env->rcpts[2].diag, "user unknown");
+	/* the runner picks it up after the restart and finishes it */
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+	assert_int_equal(unlink(f->md[3]), 0);
+	deliverq_add(f->q, env, t + 60);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[1], "new"), 1);
+	assert_int_equal(count_dir(f->md[3], "new"), 1);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+}
+
+static void
+test_expiry_bounces(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "dave" };
+	int64_t t = now_s();
+	block_dave(f);
+	struct spool_envelope *env = commit(f, body, dests, 1,
+					    t - DELIVER_EXPIRE_DEFAULT - 10);
+
+	deliverq_add(f->q, env, t);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	struct stat st;
+	assert_int_equal(stat(f->md[3], &st), 0);
+	assert_true(S_ISREG(st.st_mode));  /* nothing was delivered */
+}
+
+/* a crash after the Maildir rename, before the spool recorded it */
+static void
+test_crash_after_delivery_is_not_doubled(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "alice", "ally", "bob" };
+	int64_t t = now_s();
+	struct spool_envelope *env = commit(f, body, dests, 3, t);
+	int fd;
+	uint64_t off, len;
+	char *err = NULL;
+
+	/* the first run delivered to alice's Maildir (as recipient 0) and
+	 * recorded recipient 0 only, then died */
+	assert_int_equal(spool_body_open(f->s, env->id, &fd, &off, &len), 0);
+	char *u = deliver_unique(env, 0);
+	assert_int_equal(maildir_deliver(f->md[0], u, HOST, env->mail_from,
+					 fd, off, len, &err), DELIVER_OK);
+	free(u);
+	char *u2 = deliver_unique(env, 2);
+	assert_int_equal(maildir_deliver(f->md[1], u2, HOST, env->mail_from,
+					 fd, off, len, &err), DELIVER_OK);
+	free(u2);
+	close(fd);
+	struct spool_rcpt done = { .state = SPOOL_RCPT_DELIVERED,
+				   .attempts = 1 };
+	assert_int_equal(spool_rcpt_update(f->s, env->id, 0, &done), 0);
+	env->rcpts[0].state = SPOOL_RCPT_DELIVERED;
+	env->rcpts[0].attempts = 1;
+
+	/* bob's copy also moved to cur/ by his reader meanwhile */
+	char *bn = md_name(env, 2);
+	char from[512], to[512];
+	snprintf(from, sizeof(from), "%s/new/%s", f->md[1], bn);
+	snprintf(to, sizeof(to), "%s/cur/%s:2,S", f->md[1], bn);
+	assert_int_equal(rename(from, to), 0);
+	free(bn);
+
+	deliverq_add(f->q, env, t);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[0], "new") +
+			 count_dir(f->md[0], "cur"), 1);
+	assert_int_equal(count_dir(f->md[1], "new") +
+			 count_dir(f->md[1], "cur"), 1);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+}
+
+static void
+test_recover_then_deliver(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "alice", "bob" };
+	int64_t t = now_s();
+	struct spool_envelope *got[8];
+	size_t ngot = 0;
+	struct cb c = { got, &ngot };
+	const char *err;
+
+	for (int i = 0; i < 3; i++) {
+		struct spool_envelope *e = commit(f, body, dests, 2, t);
+		spool_envelope_free(&e);
+	}
+	deliverq_free(&f->q);
+	spool_free(&f->s);
+	assert_int_equal(spool_open(f->spooldir, f->wq, &f->s, &err), 0);
+	assert_int_equal(spool_recover(f->s, cb_fn, &c), 3);
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+	for (size_t i = 0; i < ngot; i++)
+		deliverq_add(f->q, got[i], t);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[0], "new"), 3);
+	assert_int_equal(count_dir(f->md[1], "new"), 3);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+}
+
+static void
+test_in_flight_limit_and_free(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "bob" };
+	int64_t t = now_s();
+
+	f->conf.delivery_workers = 1;
+	deliverq_free(&f->q);
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+	for (int i = 0; i < 10; i++) {
+		deliverq_add(f->q, commit(f, body, dests, 1, t), t);
+		assert_true(f->q->running <= 1);
+	}
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[1], "new"), 10);
+	/* free with jobs in flight: their done callbacks still run */
+	for (int i = 0; i < 5; i++)
+		deliverq_add(f->q, commit(f, body, dests, 1, t), t);
+	deliverq_free(&f->q);
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+}
+
+static void
+test_relay_left_pending(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "@relay", "bob" };
+	int64_t t = now_s();
+
+	deliverq_add(f->q, commit(f, body, dests, 2, t), t);
+	drive_until_count(f, 1);
+	struct spool_envelope *env = held_env(f);
+	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_PENDING);
+	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 1);
+	deliverq_tick(f->q, t + 86400);
+	assert_int_equal(f->q->running, 0);
+}
+
+static void
+test_vanished_message(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "bob" };
+	int64_t t = now_s();
+	struct spool_envelope *env = commit(f, body, dests, 1, t);
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/queue/%s", f->spooldir, env->id);
+	assert_int_equal(unlink(p), 0);
+	deliverq_add(f->q, env, t);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[1], "new"), 0);
+}
+
+static void
+test_backoff(void **state)
+{
+	static const struct {
+		unsigned attempts;
+		int64_t want;
+	} cases[] = {
+		{ 0, 60 }, { 1, 60 }, { 2, 300 }, { 3, 900 }, { 4, 1800 },
+		{ 5, 3600 }, { 6, 7200 }, { 7, 14400 }, { 8, 14400 },
+		{ 1000, 14400 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t got = deliver_backoff(cases[i].attempts);
+		if (got != cases[i].want)
+			fail_msg("attempts %u: got %lld, want %lld",
+				 cases[i].attempts, (long long)got,
+				 (long long)cases[i].want);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_end_to_end, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_tempfail_then_retry, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_durable_states, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_bounces, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_crash_after_delivery_is_not_doubled, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_recover_then_deliver,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_in_flight_limit_and_free,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_relay_left_pending, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_vanished_message, setup,
+						teardown),
+		cmocka_unit_test(test_backoff),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

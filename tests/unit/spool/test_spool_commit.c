@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for spool_commit.c against a real spool in a temporary
+ * directory: commit and read back, group commit of many messages, sticky
+ * write errors, abort, ids, recipient updates, removal and the lock.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "spool/spool_int.h"
+
+struct fix {
+	char dir[64];
+	struct workq *wq;
+	struct spool *s;
+};
+
+static int
+rm_one(const char *p, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static void
+rm_rf(const char *dir)
+{
+	(void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static size_t
+count_dir(const char *dir, const char *sub)
+{
+	char path[256];
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* tmp/ files of messages, not counting the ones created ahead */
+static size_t
+count_tmp(struct fix *f)
+{
+	spool_drain(f->s);
+	return count_dir(f->dir, "spool/tmp") - f->s->nreserve;
+}
+
+static int
+setup(void **state)
+{
+	struct fix *f = xcalloc(1, sizeof(*f));
+	const char *err = NULL;
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/tern-ut-spool-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->wq = workq_new(2);
+	char sd[128];
+	snprintf(sd, sizeof(sd), "%s/spool", f->dir);
+	assert_int_equal(spool_open(sd, f->wq, &f->s, &err), 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fix *f = *state;
+
+	spool_free(&f->s);
+	workq_free(&f->wq);
+	rm_rf(f->dir);
+	free(f);
+	return 0;
+}
+
+/* runs done callbacks until *flag reaches want */
+static void
+drive(struct workq *wq, const int *flag, int want)
+{
+	for (int i = 0; i < 300 && *flag < want; i++) {
+		struct pollfd pfd = { .fd = workq_fd(wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(wq);
+	}
+	assert_int_equal(*flag, want);
+}
+
+struct result {
+	int calls;
+	int ok;
+	int failed;
+};
+
+static void
+commit_cb(void *arg, int result)
+{
+	struct result *r = arg;
+
+	r->calls++;
+	if (result == 0)
+		r->ok++;
+	else
+		r->failed++;
+}
+
+static void
+fill_env(struct spool_envelope *e, struct spool_rcpt *rc, size_t n)
+{
+	memset(e, 0, sizeof(*e));
+	memset(rc, 0, n * sizeof(*rc));
+	e->mail_from = (char *)(uintptr_t)"from@example.org";
+	e->helo = (char *)(uintptr_t)"client.example";
+	e->client_addr = (char *)(uintptr_t)"192.0.2.1";
+	e->received_at = 1700000000;
+	e->rcpts = rc;
+	e->nrcpts = n;
+	for (size_t i = 0; i < n; i++) {
+		rc[i].address = (char *)(uintptr_t)"user@example.org";
+		rc[i].dest = (char *)(uintptr_t)"user";
+	}
+}
+
+static uint8_t *
+pattern(size_t n)
+{
+	uint8_t *p = xmalloc(n > 0 ? n : 1);
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 131u + (i >> 7));
+	return p;
+}
+
+static void
+read_body(struct spool *s, const char *id, uint8_t **p_r, size_t *n_r)
+{
+	int fd;
+	uint64_t off, len;
+
+	assert_int_equal(spool_body_open(s, id, &fd, &off, &len), 0);
+	uint8_t *p = xmalloc(len > 0 ? len : 1);
+	assert_int_equal(pread(fd, p, len, (off_t)off), (ssize_t)len);
+	close(fd);
+	*p_r = p;
+	*n_r = len;
+}
+
+/* commit a body written in odd pieces, including ones past the buffer */
+static void
+test_commit_and_read(void **state)
+{
+	struct fix *f = *state;
+	static const size_t sizes[] = { 0, 1, 65536 - 64, 65536, 200000 };
+
+	for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
+		size_t n = sizes[t];
+		uint8_t *body = pattern(n);
+		struct spool_msg *m;
+		const char *err;
+		struct spool_envelope env;
+		struct spool_rcpt rc[2];
+		struct result r = { 0 };
+
+		assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+		char id[SPOOL_ID_LEN + 1];
+		memcpy(id, spool_msg_id(m), sizeof(id));
+		assert_true(spool_id_valid(id));
+		size_t off = 0, step = 1;
+		while (off < n) {
+			size_t k = n - off < step ? n - off : step;
+			assert_int_equal(spool_msg_write(m, body + off, k), 0);
+			off += k;
+			step = step * 3 + 7;  /* 1, 10, 37, ... 70000+ */
+		}
+		assert_int_equal(spool_msg_size(m), n);
+		fill_env(&env, rc, 2);
+		spool_msg_commit(&m, &env, commit_cb, &r);
+		assert_null(m);
+		assert_int_equal(spool_commits_pending(f->s), 1);
+		drive(f->wq, &r.calls, 1);
+		assert_int_equal(r.ok, 1);
+		assert_int_equal(spool_commits_pending(f->s), 0);
+		assert_int_equal(count_tmp(f), 0);
+
+		uint8_t *got;
+		size_t gn;
+		read_body(f->s, id, &got, &gn);
+		assert_int_equal(gn, n);
+		assert_memory_equal(got, body, n);
+		free(got);
+		free(body);
+		assert_int_equal(spool_remove(f->s, id), 0);
+	}
+	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
+}
+
+struct many {
+	int calls, ok;
+	int pending_seen_max;
+	struct spool *s;
+};
+
+static void
+many_cb(void *arg, int result)
+{
+	struct many *mm = arg;
+
+	mm->calls++;
+	if (result == 0)
+		mm->ok++;
+}
+
+static void
+test_group_commit_many(void **state)
+{
+	struct fix *f = *state;
+	enum { N = 300 };
+	struct many mm = { .s = f->s };
+	struct spool_envelope env;
+	struct spool_rcpt rc[1];
+	char ids[N][SPOOL_ID_LEN + 1];
+
+	fill_env(&env, rc, 1);
+	for (int i = 0; i < N; i++) {
+		struct spool_msg *m;
+		const char *err;
+		char body[64];
+		int len = snprintf(body, sizeof(body), "Subject: %d\r\n\r\n"
+				   "body %d\r\n", i, i);
+		assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+		memcpy(ids[i], spool_msg_id(m), SPOOL_ID_LEN + 1);
+		assert_int_equal(spool_msg_write(m, body, (size_t)len), 0);
+		spool_msg_commit(&m, &env, many_cb, &mm);
+	}
+	/* one batch in flight, the rest queued for the next one */
+	assert_int_equal(spool_commits_pending(f->s), N);
+	drive(f->wq, &mm.calls, N);
+	assert_int_equal(mm.ok, N);
+	assert_int_equal(count_dir(f->dir, "spool/queue"), N);
+	assert_int_equal(count_tmp(f), 0);
+	for (int i = 0; i < N; i++) {
+		uint8_t *got;
+		size_t gn;
+		char want[64];
+		int len = snprintf(want, sizeof(want), "Subject: %d\r\n\r\n"
+				   "body %d\r\n", i, i);
+		read_body(f->s, ids[i], &got, &gn);
+		assert_int_equal(gn, (size_t)len);
+		assert_memory_equal(got, want, gn);
+		free(got);
+	}
+}
+
+/* a commit that arrives from inside a callback joins the next batch */
+struct chain {
+	struct spool *s;
+	struct spool_envelope *env;
+	int calls, ok, left;
+};
+
+static void
+chain_cb(void *arg, int result)
+{
+	struct chain *c = arg;
+	struct spool_msg *m;
+	const char *err;
+
+	c->calls++;
+	if (result == 0)
+		c->ok++;
+	if (c->left-- > 0) {
+		assert_int_equal(spool_msg_new(c->s, &m, &err), 0);
+		assert_int_equal(spool_msg_write(m, "x\r\n", 3), 0);
+		spool_msg_commit(&m, c->env, chain_cb, c);
+	}
+}
+
+static void
+test_commit_from_callback(void **state)
+{
+	struct fix *f = *state;
+	struct spool_envelope env;
+	struct spool_rcpt rc[1];
+	struct chain c = { .s = f->s, .env = &env, .left = 5 };
+
+	fill_env(&env, rc, 1);
+	chain_cb(&c, 0);
+	c.calls = c.ok = 0;
+	/* the first commit plus four made from callbacks */
+	drive(f->wq, &c.calls, 5);
+	assert_int_equal(c.ok, 5);
+	assert_int_equal(count_dir(f->dir, "spool/queue"), 5);
+}
+
+static void
+test_write_error_is_sticky(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m, *good;
+	const char *err;
+	struct spool_envelope env;
+	struct spool_rcpt rc[1];
+	struct result r = { 0 }, rg = { 0 };
+
+	fill_env(&env, rc, 1);
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	assert_int_equal(spool_msg_new(f->s, &good, &err), 0);
+	/* make the tmp fd unwritable behind the spool's back */
+	int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(ro >= 0);
+	assert_int_equal(dup2(ro, m->fd), m->fd);
+	close(ro);
+	uint8_t *big = pattern(100000);
+	assert_int_equal(spool_msg_write(m, big, 100000), -1);
+	assert_int_equal(spool_msg_write(m, "x", 1), -1);  /* sticky */
+	free(big);
+	assert_int_equal(spool_msg_write(good, "ok\r\n", 4), 0);
+	spool_msg_commit(&m, &env, commit_cb, &r);
+	spool_msg_commit(&good, &env, commit_cb, &rg);
+	drive(f->wq, &r.calls, 1);
+	drive(f->wq, &rg.calls, 1);
+	assert_int_equal(r.failed, 1);
+	assert_int_equal(rg.ok, 1);  /* the other message is unaffected */
+	assert_int_equal(count_tmp(f), 0);
+	assert_int_equal(count_dir(f->dir, "spool/queue"), 1);
+}
+
+static void
+test_abort(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m;
+	const char *err;
+
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	assert_int_equal(spool_msg_write(m, "partial", 7), 0);
+	assert_int_equal(count_tmp(f), 1);
+	spool_msg_abort(&m);
+	assert_null(m);
+	spool_msg_abort(&m);  /* NULL-safe */
+	assert_int_equal(count_tmp(f), 0);
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void
+test_ids_unique(void **state)
+{
+	struct fix *f = *state;
+	enum { N = 2000 };
+	char (*ids)[SPOOL_ID_LEN + 1] = xcalloc(N, sizeof(*ids));
+
+	for (int i = 0; i < N; i++) {
+		struct spool_msg *m;
+		const char *err;
+		assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+		memcpy(ids[i], spool_msg_id(m), SPOOL_ID_LEN + 1);
+		assert_true(spool_id_valid(ids[i]));
+		spool_msg_abort(&m);
+		if (i % 7 == 0)  /* let the reserve refill now and then */
+			(void)workq_complete(f->wq);
+	}
+	qsort(ids, N, sizeof(*ids), cmp_id);
+	for (int i = 1; i < N; i++)
+		assert_string_not_equal(ids[i - 1], ids[i]);
+	free(ids);
+}
+
+/* files created ahead by a worker are used first, in id order */
+static void
+test_reserve(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m[3];
+	const char *err;
+	char prev[SPOOL_ID_LEN + 1] = "";
+
+	assert_int_equal(spool_msg_new(f->s, &m[0], &err), 0);
+	assert_true(f->s->refilling);
+	/* refills chain until the reserve is full */
+	for (int i = 0; i < 300 && f->s->nreserve < SPOOL_RESERVE; i++) {
+		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(f->wq);
+	}
+	assert_int_equal(f->s->nreserve, SPOOL_RESERVE);
+	assert_false(f->s->refilling);
+	assert_int_equal(count_dir(f->dir, "spool/tmp"), SPOOL_RESERVE + 1);
+	for (int i = 1; i < 3; i++) {
+		char want[SPOOL_ID_LEN + 1];
+		memcpy(want, f->s->reserve[0].id, sizeof(want));
+		assert_int_equal(spool_msg_new(f->s, &m[i], &err), 0);
+		assert_string_equal(spool_msg_id(m[i]), want);
+		assert_true(strcmp(prev, want) < 0);
+		memcpy(prev, want, sizeof(prev));
+	}
+	for (int i = 0; i < 3; i++)
+		spool_msg_abort(&m[i]);
+	spool_free(&f->s);
+	assert_int_equal(count_dir(f->dir, "spool/tmp"), 0);
+}
+
+static void
+test_rcpt_update_and_remove(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m;
+	const char *err;
+	struct spool_envelope env;
+	struct spool_rcpt rc[3];
+	struct result r = { 0 };
+
+	fill_env(&env, rc, 3);
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	char id[SPOOL_ID_LEN + 1];
+	memcpy(id, spool_msg_id(m), sizeof(id));
+	spool_msg_commit(&m, &env, commit_cb, &r);
+	drive(f->wq, &r.calls, 1);
+
+	struct spool_rcpt up = { .state = SPOOL_RCPT_DEFERRED, .attempts = 1,
+				 .next_try = 1700000060, .diag = "452 full" };
+	assert_int_equal(spool_rcpt_update(f->s, id, 1, &up), 0);
+	size_t idx[2] = { 0, 2 };
+	struct spool_rcpt ups[2] = {
+		{ .state = SPOOL_RCPT_DELIVERED, .attempts = 1 },
+		{ .state = SPOOL_RCPT_BOUNCED, .attempts = 1, .diag = "no" },
+	};
+	assert_int_equal(spool_rcpt_update_n(f->s, id, idx, ups, 2), 0);
+	assert_int_equal(spool_rcpt_update(f->s, "bad/id", 0, &up), -1);
+	assert_int_equal(spool_rcpt_update(f->s, "00000000000000000000", 0,
+					   &up), -1);
+	assert_int_equal(errno, ENOENT);
+	/* the records sit after the envelope and keep the body intact */
+	uint8_t *got;
+	size_t gn;
+	read_body(f->s, id, &got, &gn);
+	assert_int_equal(gn, 0);
+	free(got);
+	assert_int_equal(spool_remove(f->s, id), 0);
+	assert_int_equal(spool_remove(f->s, id), -1);
+	int fd;
+	uint64_t o, l;
+	assert_int_equal(spool_body_open(f->s, id, &fd, &o, &l), -1);
+	assert_int_equal(spool_body_open(f->s, "../../etc/passwd", &fd, &o,
+					 &l), -1);
+}
+
+static void
+test_second_open_refused(void **state)
+{
+	struct fix *f = *state;
+	struct spool *s2 = NULL;
+	const char *err = NULL;
+	char sd[128];
+
+	snprintf(sd, sizeof(sd), "%s/spool", f->dir);
+	assert_int_equal(spool_open(sd, f->wq, &s2, &err), -1);
+	assert_null(s2);
+	assert_non_null(err);
+}
+
+static void
+test_open_creates_parents(void **state)
+{
+	struct fix *f = *state;
+	struct spool *s2 = NULL;
+	const char *err = NULL;
+	char sd[160];
+	struct stat st;
+
+	snprintf(sd, sizeof(sd), "%s/a/b/c/spool", f->dir);
+	assert_int_equal(spool_open(sd, f->wq, &s2, &err), 0);
+	snprintf(sd, sizeof(sd), "%s/a/b/c/spool/queue", f->dir);
+	assert_int_equal(stat(sd, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	spool_free(&s2);
+	assert_null(s2);
+	/* a path under a regular file cannot be a spool */
+	snprintf(sd, sizeof(sd), "%s/file", f->dir);
+	int fd = open(sd, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	snprintf(sd, sizeof(sd), "%s/file/spool", f->dir);
+	assert_int_equal(spool_open(sd, f->wq, &s2, &err), -1);
+}
+
+/* spool_free waits for a batch still in flight */
+static void
+test_free_waits(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m;
+	const char *err;
+	struct spool_envelope env;
+	struct spool_rcpt rc[1];
+	struct result r = { 0 };
+
+	fill_env(&env, rc, 1);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+		spool_msg_commit(&m, &env, commit_cb, &r);
+	}
+	spool_free(&f->s);
+	assert_int_equal(r.ok, 20);
+	assert_int_equal(count_dir(f->dir, "spool/queue"), 20);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_commit_and_read, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_many, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_commit_from_callback,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_error_is_sticky,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ids_unique, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rcpt_update_and_remove,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_open_refused,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_creates_parents,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_waits, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
