@@ -95,8 +95,11 @@ e2e: build/debug/tern
 layers:
 	@./tools/check-layers
 
+docs: build/release/tern
+	@./tools/check-docs build/release/tern
+
 test: test-deps
-	@$(MAKE) --no-print-directory layers compilers
+	@$(MAKE) --no-print-directory layers compilers docs
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=20
 	@$(MAKE) --no-print-directory e2e
@@ -104,4 +107,4 @@ test: test-deps
 clean:
 	rm -rf build
 
-.PHONY: all deps test-deps run compilers unit fuzz-build fuzz-smoke e2e layers test clean
+.PHONY: all deps test-deps run compilers unit fuzz-build fuzz-smoke e2e layers docs test clean

@@ -98,6 +98,13 @@ session_flush(struct smtpd_session *s)
 	buf_reset(out);
 }
 
+/* peer text for a log line (RFC-valid addresses may still hold quotes) */
+static const char *
+esc(char *out, size_t outsz, const char *text)
+{
+	return log_escape(out, outsz, text, strlen(text));
+}
+
 static void
 decide(struct smtpd_session *s, enum smtp_verdict_kind kind, unsigned code,
        const char *enhanced, const char *text)
@@ -175,8 +182,9 @@ on_mail(struct smtpd_session *s, const struct smtp_event *ev)
 	env->smtputf8 = ev->mail.smtputf8;
 	s->env = env;
 	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
-	log_info("smtp sess=%08x event=mail from=<%s> size=%llu", s->id,
-		 ev->address, (unsigned long long)ev->mail.size);
+	char e[300];
+	log_debug("smtp sess=%08x event=mail from=<%s> size=%llu", s->id,
+		 esc(e, sizeof(e), ev->address), (unsigned long long)ev->mail.size);
 }
 
 static bool
@@ -196,6 +204,7 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 	const struct conf_user **users = NULL;
 	size_t nusers = 0;
 	const char *at;
+	char e[300];
 	int r;
 
 	r = conf_resolve(conf, ev->address, &users, &nusers);
@@ -220,8 +229,8 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 		if (s->nrcpt_cmds++ == 0)
 			s->first_rcpt = xstrdup(ev->address);
 		decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
-		log_info("smtp sess=%08x event=rcpt rcpt=<%s> result=accepted",
-			 s->id, ev->address);
+		log_debug("smtp sess=%08x event=rcpt rcpt=<%s> result=accepted",
+			 s->id, esc(e, sizeof(e), ev->address));
 		return;
 	}
 	free(users);
@@ -238,7 +247,7 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 		       "Recipient address rejected: no such user here");
 	}
 	log_info("smtp sess=%08x event=rcpt rcpt=<%s> result=rejected",
-		 s->id, ev->address);
+		 s->id, esc(e, sizeof(e), ev->address));
 }
 
 static void
@@ -265,6 +274,34 @@ on_data_start(struct smtpd_session *s, const struct smtp_event *ev)
 	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
 }
 
+/* one line per accepted message: who from, to whom, how big */
+static void
+log_accepted(const struct smtpd_session *s, const struct spool_envelope *env)
+{
+	struct buf to;
+	char e[300], from[300];
+
+	buf_init(&to, 1024);
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const char *a = env->rcpts[i].address;
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(env->rcpts[j].address, a) == 0;
+		if (seen)
+			continue;
+		if (buf_printf(&to, "%s<%s>", to.len > 0 ? "," : "",
+			       esc(e, sizeof(e), a)) < 0) {
+			(void)buf_append_str(&to, ",...");
+			break;
+		}
+	}
+	log_info("queue id=%s event=accepted sess=%08x client=%s from=<%s> to=%s nrcpt=%zu size=%llu",
+		 env->id, s->id, s->peer,
+		 esc(from, sizeof(from), env->mail_from), buf_cstr(&to),
+		 env->nrcpts, (unsigned long long)env->size);
+	buf_clear(&to);
+}
+
 static void
 commit_done(void *arg, int result)
 {
@@ -276,9 +313,7 @@ commit_done(void *arg, int result)
 	s->env = NULL;
 	if (result == 0) {
 		s->messages++;
-		log_info("queue id=%s event=accepted sess=%08x client=%s from=<%s> nrcpt=%zu size=%llu",
-			 env->id, s->id, s->peer, env->mail_from, env->nrcpts,
-			 (unsigned long long)env->size);
+		log_accepted(s, env);
 		snprintf(text, sizeof(text), "Ok: queued as %s", env->id);
 		deliverq_add(s->srv->deliverq, env, (int64_t)time(NULL));
 		env = NULL;
@@ -390,7 +425,7 @@ handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 	switch (ev->kind) {
 	case SMTP_EV_HELO:
 		s->esmtp = ev->esmtp;
-		log_info("smtp sess=%08x event=helo name=\"%s\" esmtp=%s", s->id,
+		log_debug("smtp sess=%08x event=helo name=\"%s\" esmtp=%s", s->id,
 			 log_escape(esc, sizeof(esc), ev->helo_name,
 				    strlen(ev->helo_name)),
 			 ev->esmtp ? "yes" : "no");
