@@ -46,8 +46,9 @@ struct conn_handler {
 	void (*on_read)(void *arg);
 	/* no input for the read timeout */
 	void (*on_timeout)(void *arg);
-	/* the peer closed or the connection failed; after this returns the
-	 * connection is dead (only conn_free is allowed) */
+	/* the peer closed its side (conn_is_dead false: queued input can
+	 * still be read and replies written) or the connection failed
+	 * (conn_is_dead true: only conn_free is left) */
 	void (*on_close)(void *arg);
 	/* all queued output was written (only called when asked for with
 	 * conn_notify_drained) */
@@ -72,6 +73,8 @@ int conn_write(struct conn *c, const void *p, size_t n);
 size_t conn_output_len(struct conn *c);
 /* calls on_drained once the output queue is empty */
 void conn_notify_drained(struct conn *c, bool on);
+
+bool conn_is_dead(const struct conn *c);
 
 /* sends FIN after the queued output; reading goes on */
 void conn_shutdown_write(struct conn *c);

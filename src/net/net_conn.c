@@ -20,7 +20,8 @@ struct conn {
 	struct bufferevent *bev;
 	const struct conn_handler *h;
 	void *arg;
-	bool dead;
+	bool dead;    /* failed: nothing more can be written */
+	bool eof;     /* the peer closed its side; we may still write */
 	bool notify_drained;
 };
 
@@ -51,9 +52,14 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		c->h->on_timeout(c->arg);
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+	if (what & BEV_EVENT_ERROR) {
 		c->dead = true;
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		c->h->on_close(c->arg);
+	} else if (what & BEV_EVENT_EOF) {
+		/* a half-close: the peer may still read our replies */
+		c->eof = true;
+		bufferevent_disable(c->bev, EV_READ);
 		c->h->on_close(c->arg);
 	}
 }
@@ -143,10 +149,16 @@ conn_shutdown_write(struct conn *c)
 		(void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 }
 
+bool
+conn_is_dead(const struct conn *c)
+{
+	return c->dead;
+}
+
 void
 conn_read_enable(struct conn *c, bool on)
 {
-	if (c->dead)
+	if (c->dead || c->eof)
 		return;
 	if (on)
 		bufferevent_enable(c->bev, EV_READ);

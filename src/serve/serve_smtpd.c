@@ -44,6 +44,7 @@ struct smtpd_session {
 	bool throttled;           /* output above SMTPD_OUTPUT_HIGH */
 	bool committing;          /* a spool commit holds this session */
 	bool dead;                /* the connection is gone */
+	bool peer_eof;            /* the peer sent FIN: answer what is left */
 	bool shutdown_pending;    /* 421 as soon as the commit is answered */
 	unsigned messages;
 };
@@ -518,6 +519,9 @@ session_pump(struct smtpd_session *s)
 		return;
 	if (smtp_engine_phase(s->engine) == SMTP_PHASE_CLOSED)
 		s->closing = true;
+	if (s->peer_eof && !s->committing && !s->throttled &&
+	    (conn_input_len(s->conn) == 0 || smtp_engine_waiting(s->engine)))
+		s->closing = true;
 	if (s->closing) {
 		conn_read_enable(s->conn, false);
 		conn_notify_drained(s->conn, true);
@@ -575,6 +579,14 @@ conn_on_close(void *arg)
 {
 	struct smtpd_session *s = arg;
 
+	if (!conn_is_dead(s->conn) && !s->lingering) {
+		/* half-close: answer the commands already received, then
+		 * close once the replies are written */
+		s->peer_eof = true;
+		if (!s->committing)
+			session_pump(s);
+		return;
+	}
 	s->dead = true;
 	if (s->committing)
 		return; /* commit_done frees it */
@@ -590,6 +602,10 @@ conn_on_drained(void *arg)
 		s->throttled = false;
 		conn_notify_drained(s->conn, false);
 		session_pump(s);
+		return;
+	}
+	if (s->closing && !s->committing && s->peer_eof) {
+		session_free(s);  /* both sides are done */
 		return;
 	}
 	if (s->closing && !s->committing && !s->lingering) {
