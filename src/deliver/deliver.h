@@ -43,6 +43,26 @@ enum deliver_status maildir_deliver(const char *maildir, const char *unique,
 				    uint64_t off, uint64_t len,
 				    char **error_r);
 
+/* one delivery of a batch for maildir_deliver_n() */
+struct maildir_item {
+	const char *maildir;
+	const char *unique;
+	const char *return_path;
+	int body_fd;
+	uint64_t off, len;
+	enum deliver_status st;   /* out */
+	char *error;              /* out: heap text the caller frees, or NULL */
+};
+
+/*
+ * Delivers n messages with the guarantees of maildir_deliver() for each
+ * (blocking; any thread), sharing the waits: every file is written and
+ * its writeback started before the first is fsynced, and each Maildir's
+ * new/ is fsynced once, after all the renames. Items must not repeat a
+ * (maildir, unique) pair. Sets st and error of every item.
+ */
+void maildir_deliver_n(struct maildir_item *v, size_t n, const char *hostname);
+
 struct deliverq;
 
 /* conf must outlive the runner */

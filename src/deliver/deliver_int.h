@@ -17,6 +17,8 @@
 #define DELIVER_EXPIRE_DEFAULT   (5 * 86400)
 /* retry delay after a failed spool update (the delivery repeats, deduped) */
 #define DELIVER_RECORD_RETRY     60
+/* messages one delivery job takes (they share fsync waits) */
+#define DELIVER_BATCH_MAX        32
 
 /* seconds to wait after the attempts-th failed attempt (attempts >= 1):
  * 1m, 5m, 15m, 30m, 1h, 2h, then every 4h */
@@ -42,7 +44,8 @@ struct deliverq {
 	const struct tern_conf *conf;
 	int64_t now;            /* from the last add or tick */
 	uint64_t seq;
-	unsigned running, max_running;
+	unsigned running, max_running; /* jobs */
+	unsigned running_msgs;  /* messages in the running jobs */
 	bool closing;
 	struct dq_msg **heap;   /* waiting messages, min-heap on (due, seq) */
 	size_t nheap, capheap;

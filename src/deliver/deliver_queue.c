@@ -1,18 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * deliver_queue: the queue runner. It holds every committed message with
- * recipients that are not final, runs one job per due message on the
- * worker pool (the job delivers all its due local recipients, records
- * their outcomes in the spool with one fdatasync, and removes the message
- * once every recipient is final), and retries temporary failures with
+ * recipients that are not final and runs jobs on the worker pool. A job
+ * takes up to DELIVER_BATCH_MAX due messages, delivers all their due
+ * local recipients in one batch of the Maildir agent (so the batch shares
+ * its fsync waits and each new/ directory is fsynced once), records the
+ * outcomes that need it in the spool, and removes the messages whose
+ * recipients are all final, together. Temporary failures are retried with
  * backoff until they expire into a bounce.
  *
  * Order of durable steps in a job: deliver (the agent makes the mail
- * durable), then record the outcome (spool_rcpt_update_n), then remove
- * the message. A crash between any two steps repeats the earlier ones on
- * the next start, which is harmless: the Maildir agent recognises its own
- * earlier delivery by name (deliver_maildir.c), and a record is only
- * written after the delivery it describes.
+ * durable: file and new/ fsynced), then record the outcome
+ * (spool_rcpt_update_n), then remove the message. A crash between any two
+ * steps repeats the earlier ones on the next start, which is harmless: the
+ * Maildir agent recognises its own earlier delivery by name
+ * (deliver_maildir.c), and a record is only written after the delivery it
+ * describes.
+ *
+ * Which outcomes are recorded: when a job leaves every recipient of a
+ * message delivered (this job's and those recorded before), it writes no
+ * record and removes the message at once: the Maildir copies, durable
+ * under their names, are the record. If a crash undoes the removal,
+ * recovery hands the message over with those recipients still pending,
+ * and the repeat finds every copy and writes nothing. In every other case
+ * (a deferral, a bounce, a message that stays queued) every outcome of
+ * the job is recorded, delivered ones included, so that a message that
+ * waits for days for one recipient never depends on the others' Maildir
+ * copies staying where they were put: the window in which a reader that
+ * deletes a copy could get it twice stays as short as before (from the
+ * rename into new/ to the removal or the record, well under a second).
  *
  * Recipients that resolve to the same Maildir get one copy: they all use
  * the name of the first recipient (lowest index) that resolves to that
@@ -38,18 +54,31 @@ struct dq_res {
 	enum deliver_status st;
 	char *diag;                /* heap, or NULL */
 	struct spool_rcpt rec;     /* new state (shallow: diag borrowed) */
+	size_t item;               /* its maildir_item in the batch ... */
+	bool has_item;             /* ... if it has one */
+	size_t same;               /* else the res it shares a copy with */
+	bool shares;
 	bool recorded;
+};
+
+/* one message of a job */
+struct dq_one {
+	struct dq_msg *m;
+	struct dq_res *res;
+	size_t n;
+	int body_fd;
+	uint64_t off, len;
+	int open_err;              /* errno of spool_body_open, or 0 */
+	int rec_err;               /* errno of a failed record, or 0 */
+	bool finished;             /* every recipient final and durable */
+	bool vanished;             /* the queue file disappeared */
 };
 
 struct dq_job {
 	struct deliverq *q;
-	struct dq_msg *m;
 	int64_t now;
-	struct dq_res *res;
+	struct dq_one *one;
 	size_t n;
-	int rec_err;               /* errno of a failed record, or 0 */
-	bool finished;             /* every recipient final and durable */
-	bool vanished;             /* the queue file disappeared */
 };
 
 /* ---- policy ---------------------------------------------------------- */
@@ -182,21 +211,24 @@ heap_pop(struct deliverq *q)
 
 /* ---- the job (worker thread) ----------------------------------------- */
 
+/*
+ * Resolves the due recipients of one message and adds the copies it
+ * needs to the batch v (grown as needed; unique names are heap strings).
+ */
 static void
-attempt(struct dq_job *j)
+plan(struct dq_job *j, struct dq_one *o, struct maildir_item **v,
+     size_t *nv, size_t *capv)
 {
 	struct deliverq *q = j->q;
 	const struct tern_conf *conf = q->conf;
-	struct spool_envelope *env = j->m->env;
-	const char *host = conf->hostname != NULL ? conf->hostname :
-			   "localhost";
-	int fd = -1, open_err = 0;
-	uint64_t off = 0, len = 0;
+	struct spool_envelope *env = o->m->env;
 
-	if (j->n == 0)
+	o->body_fd = -1;
+	if (o->n == 0)
 		return;
-	if (spool_body_open(q->spool, env->id, &fd, &off, &len) < 0)
-		open_err = errno;
+	if (spool_body_open(q->spool, env->id, &o->body_fd, &o->off,
+			    &o->len) < 0)
+		o->open_err = errno != 0 ? errno : EIO;
 
 	/* the Maildir of every recipient, to find each one's first user */
 	const char **md = xcalloc(env->nrcpts, sizeof(*md));
@@ -207,8 +239,8 @@ attempt(struct dq_job *j)
 		md[i] = u != NULL ? u->maildir : NULL;
 	}
 
-	for (size_t k = 0; k < j->n; k++) {
-		struct dq_res *res = &j->res[k];
+	for (size_t k = 0; k < o->n; k++) {
+		struct dq_res *res = &o->res[k];
 		res->maildir = md[res->idx];
 		if (res->maildir == NULL) {
 			res->st = DELIVER_PERMFAIL;
@@ -216,23 +248,20 @@ attempt(struct dq_job *j)
 			continue;
 		}
 		/* one copy per Maildir in this job */
-		bool dup = false;
-		for (size_t kk = 0; kk < k && !dup; kk++) {
-			const struct dq_res *o = &j->res[kk];
-			if (o->maildir != NULL &&
-			    strcmp(o->maildir, res->maildir) == 0) {
-				res->st = o->st;
-				res->diag = o->diag != NULL ?
-					    xstrdup(o->diag) : NULL;
-				dup = true;
+		for (size_t kk = 0; kk < k && !res->shares; kk++) {
+			const struct dq_res *p = &o->res[kk];
+			if (p->maildir != NULL &&
+			    strcmp(p->maildir, res->maildir) == 0) {
+				res->same = p->shares ? p->same : kk;
+				res->shares = true;
 			}
 		}
-		if (dup)
+		if (res->shares)
 			continue;
-		if (open_err != 0) {
+		if (o->open_err != 0) {
 			res->st = DELIVER_TEMPFAIL;
 			res->diag = xasprintf("spool: cannot open body: %s",
-					      strerror(open_err));
+					      strerror(o->open_err));
 			continue;
 		}
 		size_t first = res->idx;
@@ -242,23 +271,55 @@ attempt(struct dq_job *j)
 				break;
 			}
 		}
-		char *unique = deliver_unique(env, first);
-		res->st = maildir_deliver(res->maildir, unique, host,
-					  env->mail_from, fd, off, len,
-					  &res->diag);
-		free(unique);
+		if (*nv == *capv) {
+			*capv = *capv > 0 ? *capv * 2 : 16;
+			*v = xreallocarray(*v, *capv, sizeof(**v));
+		}
+		struct maildir_item *it = &(*v)[*nv];
+		memset(it, 0, sizeof(*it));
+		it->maildir = res->maildir;
+		it->unique = deliver_unique(env, first);
+		it->return_path = env->mail_from;
+		it->body_fd = o->body_fd;
+		it->off = o->off;
+		it->len = o->len;
+		res->item = (*nv)++;
+		res->has_item = true;
 	}
 	free(md);
-	if (fd >= 0)
-		(void)close(fd);
+}
+
+/* takes each recipient's outcome from the batch */
+static void
+collect(struct dq_one *o, struct maildir_item *v)
+{
+	for (size_t k = 0; k < o->n; k++) {
+		struct dq_res *res = &o->res[k];
+		if (!res->has_item)
+			continue;
+		res->st = v[res->item].st;
+		res->diag = v[res->item].error;
+		v[res->item].error = NULL;
+	}
+	for (size_t k = 0; k < o->n; k++) {
+		struct dq_res *res = &o->res[k];
+		if (!res->shares)
+			continue;
+		const struct dq_res *p = &o->res[res->same];
+		res->st = p->st;
+		res->diag = p->diag != NULL ? xstrdup(p->diag) : NULL;
+	}
+	if (o->body_fd >= 0)
+		(void)close(o->body_fd);
+	o->body_fd = -1;
 }
 
 /* a temporary failure defers, or bounces once the message is too old */
 static void
-defer_or_expire(const struct dq_job *j, struct dq_res *res,
-		struct spool_rcpt *r)
+defer_or_expire(const struct dq_job *j, const struct dq_one *o,
+		struct dq_res *res, struct spool_rcpt *r)
 {
-	int64_t age = j->now - j->m->env->received_at;
+	int64_t age = j->now - o->m->env->received_at;
 
 	if (age >= DELIVER_EXPIRE_DEFAULT) {
 		char *d = xasprintf("expired: %s", res->diag != NULL ?
@@ -273,21 +334,43 @@ defer_or_expire(const struct dq_job *j, struct dq_res *res,
 	r->diag = res->diag;
 }
 
-static void
-job_work(void *arg)
+/*
+ * true when this job delivered every recipient it attempted and every
+ * other one was delivered before: then no record is needed (top of file)
+ */
+static bool
+all_delivered(const struct dq_one *o)
 {
-	struct dq_job *j = arg;
+	const struct spool_envelope *env = o->m->env;
+	size_t k = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (k < o->n && o->res[k].idx == i) {
+			if (o->res[k].st != DELIVER_OK)
+				return false;
+			k++;
+		} else if (env->rcpts[i].state != SPOOL_RCPT_DELIVERED) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* computes, records (when needed) and applies the new states of one
+ * message; true when the message is final and may be removed */
+static bool
+settle(struct dq_job *j, struct dq_one *o)
+{
 	struct deliverq *q = j->q;
-	struct spool_envelope *env = j->m->env;
+	struct spool_envelope *env = o->m->env;
 
-	attempt(j);
-
+	if (o->n == 0)
+		return false;
 	/* the new state of each attempted recipient */
-	size_t *idx = xcalloc(j->n > 0 ? j->n : 1, sizeof(*idx));
-	struct spool_rcpt *recs = xcalloc(j->n > 0 ? j->n : 1,
-					  sizeof(*recs));
-	for (size_t k = 0; k < j->n; k++) {
-		struct dq_res *res = &j->res[k];
+	size_t *idx = xcalloc(o->n, sizeof(*idx));
+	struct spool_rcpt *recs = xcalloc(o->n, sizeof(*recs));
+	for (size_t k = 0; k < o->n; k++) {
+		struct dq_res *res = &o->res[k];
 		struct spool_rcpt *r = &res->rec;
 		*r = env->rcpts[res->idx];
 		r->attempts++;
@@ -302,29 +385,30 @@ job_work(void *arg)
 			r->diag = res->diag;
 			break;
 		case DELIVER_TEMPFAIL:
-			defer_or_expire(j, res, r);
+			defer_or_expire(j, o, res, r);
 			break;
 		}
 		idx[k] = res->idx;
 		recs[k] = *r;
 	}
-	if (spool_rcpt_update_n(q->spool, env->id, idx, recs, j->n) < 0)
-		j->rec_err = errno != 0 ? errno : EIO;
+	if (!all_delivered(o) &&
+	    spool_rcpt_update_n(q->spool, env->id, idx, recs, o->n) < 0)
+		o->rec_err = errno != 0 ? errno : EIO;
 	free(idx);
 	free(recs);
-	if (j->rec_err == ENOENT) {
+	if (o->rec_err == ENOENT) {
 		/* the queue file is gone (removed by hand): nothing left to
 		 * record or retry */
-		j->vanished = true;
-		j->finished = true;
-		return;
+		o->vanished = true;
+		o->finished = true;
+		return false;
 	}
 
-	for (size_t k = 0; k < j->n; k++) {
-		struct dq_res *res = &j->res[k];
+	for (size_t k = 0; k < o->n; k++) {
+		struct dq_res *res = &o->res[k];
 		struct spool_rcpt *r = &env->rcpts[res->idx];
 		r->attempts = res->rec.attempts;
-		if (j->rec_err != 0) {
+		if (o->rec_err != 0) {
 			/* nothing is known on disk: try again soon; a repeat
 			 * delivery finds its own copy */
 			r->state = SPOOL_RCPT_DEFERRED;
@@ -337,16 +421,12 @@ job_work(void *arg)
 		r->diag = res->rec.diag != NULL ? xstrdup(res->rec.diag) : NULL;
 		res->recorded = true;
 	}
-	if (j->rec_err == 0 && env_final(env)) {
-		j->finished = true;
-		if (spool_remove(q->spool, env->id) < 0 && errno != ENOENT)
-			/* the records are durable: recovery removes it */
-			log_errno(LOG_LEVEL_WARN, "deliver id=%s event=remove",
-				  env->id);
+	if (o->rec_err == 0 && env_final(env)) {
+		o->finished = true;
+		return true;
 	}
+	return false;
 }
-
-/* ---- the job (loop thread) ------------------------------------------- */
 
 static const char *
 status_name(const struct spool_rcpt *r)
@@ -373,24 +453,24 @@ wall_now(void)
 }
 
 static void
-log_outcomes(const struct dq_job *j)
+log_outcomes(const struct dq_one *o, double now)
 {
-	const struct spool_envelope *env = j->m->env;
-	double delay = wall_now() - (double)env->received_at;
+	const struct spool_envelope *env = o->m->env;
+	double delay = now - (double)env->received_at;
 
 	if (delay < 0)
 		delay = 0;
-	if (j->vanished) {
+	if (o->vanished) {
 		log_error("deliver id=%s event=record status=failed "
 			  "reason=\"message no longer in the spool\"", env->id);
 		return;
 	}
-	if (j->rec_err != 0)
+	if (o->rec_err != 0)
 		log_error("deliver id=%s event=record status=failed "
 			  "error=\"%s\" retry=%d", env->id,
-			  strerror(j->rec_err), DELIVER_RECORD_RETRY);
-	for (size_t k = 0; k < j->n; k++) {
-		const struct dq_res *res = &j->res[k];
+			  strerror(o->rec_err), DELIVER_RECORD_RETRY);
+	for (size_t k = 0; k < o->n; k++) {
+		const struct dq_res *res = &o->res[k];
 		const struct spool_rcpt *r = &env->rcpts[res->idx];
 		char addr[256], dest[128], reason[512];
 		const char *diag = res->diag;
@@ -402,9 +482,9 @@ log_outcomes(const struct dq_job *j)
 				   strlen(r->dest));
 		else
 			(void)snprintf(dest, sizeof(dest), "-");
-		if (j->rec_err != 0 && res->st == DELIVER_OK)
+		if (o->rec_err != 0 && res->st == DELIVER_OK)
 			diag = "delivered, but not recorded in the spool";
-		else if (j->rec_err != 0 && diag == NULL)
+		else if (o->rec_err != 0 && diag == NULL)
 			diag = "not recorded in the spool";
 		if (diag != NULL)
 			log_escape(reason, sizeof(reason), diag, strlen(diag));
@@ -417,6 +497,52 @@ log_outcomes(const struct dq_job *j)
 	}
 }
 
+static void
+job_work(void *arg)
+{
+	struct dq_job *j = arg;
+	struct deliverq *q = j->q;
+	const char *host = q->conf->hostname != NULL ? q->conf->hostname :
+			   "localhost";
+	struct maildir_item *v = NULL;
+	size_t nv = 0, capv = 0;
+
+	for (size_t i = 0; i < j->n; i++)
+		plan(j, &j->one[i], &v, &nv, &capv);
+	maildir_deliver_n(v, nv, host);
+	for (size_t i = 0; i < j->n; i++)
+		collect(&j->one[i], v);
+	for (size_t k = 0; k < nv; k++)
+		free((char *)(uintptr_t)v[k].unique);
+	free(v);
+
+	/* records first, then one removal for every final message */
+	const char **ids = xcalloc(j->n > 0 ? j->n : 1, sizeof(*ids));
+	int *errs = xcalloc(j->n > 0 ? j->n : 1, sizeof(*errs));
+	size_t nids = 0;
+	for (size_t i = 0; i < j->n; i++) {
+		if (settle(j, &j->one[i]))
+			ids[nids++] = j->one[i].m->env->id;
+	}
+	if (nids > 0 && spool_remove_n(q->spool, ids, nids, errs) < 0) {
+		for (size_t k = 0; k < nids; k++) {
+			/* the outcomes are durable: recovery removes it */
+			if (errs[k] != 0 && errs[k] != ENOENT)
+				log_warn("deliver id=%s event=remove "
+					 "error=\"%s\"", ids[k],
+					 strerror(errs[k]));
+		}
+	}
+	free(ids);
+	free(errs);
+	/* here rather than in job_done: the loop thread has enough to do */
+	double now = wall_now();
+	for (size_t i = 0; i < j->n; i++)
+		log_outcomes(&j->one[i], now);
+}
+
+/* ---- the job (loop thread) ------------------------------------------- */
+
 static void run_due(struct deliverq *q);
 
 static void
@@ -424,51 +550,72 @@ job_done(void *arg)
 {
 	struct dq_job *j = arg;
 	struct deliverq *q = j->q;
-	struct dq_msg *m = j->m;
 
-	log_outcomes(j);
-	for (size_t k = 0; k < j->n; k++)
-		free(j->res[k].diag);
-	free(j->res);
-	q->running--;
-	m->running = false;
-	if (j->finished) {
-		spool_envelope_free(&m->env);
-		free(m);
-	} else {
-		m->due = msg_due(m->env);
-		heap_push(q, m);
+	for (size_t i = 0; i < j->n; i++) {
+		struct dq_one *o = &j->one[i];
+		struct dq_msg *m = o->m;
+
+		for (size_t k = 0; k < o->n; k++)
+			free(o->res[k].diag);
+		free(o->res);
+		m->running = false;
+		if (o->finished) {
+			spool_envelope_free(&m->env);
+			free(m);
+		} else {
+			m->due = msg_due(m->env);
+			heap_push(q, m);
+		}
 	}
+	q->running--;
+	q->running_msgs -= (unsigned)j->n;
+	free(j->one);
 	free(j);
 	run_due(q);
 }
 
+/* starts one job with up to DELIVER_BATCH_MAX due messages */
 static void
-start_job(struct deliverq *q, struct dq_msg *m)
+start_job(struct deliverq *q)
 {
 	struct dq_job *j = xcalloc(1, sizeof(*j));
-	const struct spool_envelope *env = m->env;
 
 	j->q = q;
-	j->m = m;
 	j->now = q->now;
-	j->res = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1, sizeof(*j->res));
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		if (rcpt_due(&env->rcpts[i], q->now))
-			j->res[j->n++].idx = i;
+	j->one = xcalloc(DELIVER_BATCH_MAX, sizeof(*j->one));
+	while (j->n < DELIVER_BATCH_MAX && q->nheap > 0 &&
+	       q->heap[0]->due <= q->now) {
+		struct dq_msg *m = heap_pop(q);
+		const struct spool_envelope *env = m->env;
+		struct dq_one *o = &j->one[j->n++];
+		o->m = m;
+		o->body_fd = -1;
+		o->res = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1,
+				 sizeof(*o->res));
+		for (size_t i = 0; i < env->nrcpts; i++) {
+			if (rcpt_due(&env->rcpts[i], q->now))
+				o->res[o->n++].idx = i;
+		}
+		m->running = true;
 	}
-	m->running = true;
 	q->running++;
+	q->running_msgs += (unsigned)j->n;
 	workq_submit(q->wq, job_work, job_done, j);
 }
 
-/* starts due messages, oldest due first, up to the in-flight limit */
+/*
+ * Starts due messages, oldest due first, up to the in-flight limit. A
+ * second job starts only beside a full one: messages that arrive while a
+ * job runs wait for it and then go out as one batch, which shares its
+ * fsyncs; parallel jobs pay off only once one batch cannot take them all.
+ */
 static void
 run_due(struct deliverq *q)
 {
 	while (!q->closing && q->running < q->max_running && q->nheap > 0 &&
-	       q->heap[0]->due <= q->now)
-		start_job(q, heap_pop(q));
+	       q->heap[0]->due <= q->now &&
+	       (q->running == 0 || q->nheap >= DELIVER_BATCH_MAX))
+		start_job(q);
 }
 
 /* ---- public ---------------------------------------------------------- */
@@ -544,5 +691,5 @@ deliverq_tick(struct deliverq *q, int64_t now)
 unsigned
 deliverq_count(const struct deliverq *q)
 {
-	return (unsigned)q->nheap + q->running;
+	return (unsigned)q->nheap + q->running_msgs;
 }

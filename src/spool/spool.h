@@ -10,7 +10,8 @@
  * is answered before that. Each recipient of a committed message has a
  * durable state (pending, delivered, deferred with its next try, bounced)
  * that delivery agents update; a message whose recipients are all final
- * is removed. spool_recover() rebuilds the queue after a crash.
+ * is removed, and its file reused for a later message. spool_recover()
+ * rebuilds the queue after a crash.
  *
  * Threading: every function here is called on the event-loop thread,
  * except where it says "any thread".
@@ -127,7 +128,19 @@ int spool_rcpt_update(struct spool *s, const char *id, size_t idx,
  */
 int spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
 			const struct spool_rcpt *rcpts, size_t n);
-/* removes a message whose recipients are all final (any thread) */
+/*
+ * Removes messages whose recipients are all final, with every outcome
+ * durable (blocking; any thread): a Maildir copy fsynced with its new/
+ * directory, or a state record. A crash may undo a removal; recovery
+ * then hands the message over again, intact. The files are kept in
+ * tmp/ for reuse by later messages once their removal from queue/ is
+ * durable (one fsync of queue/ for the whole call). errs[k] is 0, or the
+ * errno of ids[k] (ENOENT: it was not queued). Returns 0, or -1 when any
+ * failed.
+ */
+int spool_remove_n(struct spool *s, const char *const *ids, size_t n,
+		   int *errs);
+/* the same for one message; 0 or -1 with errno */
 int spool_remove(struct spool *s, const char *id);
 
 /*
@@ -138,7 +151,8 @@ int spool_body_open(struct spool *s, const char *id, int *fd_r,
 		    uint64_t *off_r, uint64_t *len_r);
 
 /*
- * After a crash or a stop: purges spool/tmp/, then calls cb once per
+ * After a crash or a stop: sweeps spool/tmp/ (its files are unlinked or
+ * kept for reuse, never delivered), then calls cb once per
  * committed message with its envelope and recipient states (the callee
  * takes ownership of env). Messages whose recipients are all final are
  * removed instead. Blocking; call it before the loop starts.
@@ -146,6 +160,14 @@ int spool_body_open(struct spool *s, const char *id, int *fd_r,
  */
 typedef void spool_recover_cb(void *arg, struct spool_envelope *env);
 int spool_recover(struct spool *s, spool_recover_cb *cb, void *arg);
+
+/*
+ * fsync (datasync: fdatasync) of n open files at once, their waits
+ * overlapping (blocking; any thread). errs[k] is 0 or the errno of
+ * fds[k]. Returns 0 when every file is durable, else -1. For batches of
+ * the delivery agents too: one place knows how to make files durable.
+ */
+int spool_fsync_n(const int *fds, size_t n, bool datasync, int *errs);
 
 /* how many commits are queued or in flight */
 unsigned spool_commits_pending(const struct spool *s);

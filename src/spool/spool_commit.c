@@ -8,32 +8,72 @@
  *
  * Why nothing accepted is lost: the callback of spool_msg_commit() (which
  * releases the 250) runs only after (1) the body, the envelope and the
- * header were written and fdatasync()ed, (2) tmp/<id> was renamed to
- * queue/<id> and (3) queue/ itself was fsync()ed, so the name survives a
- * crash. A crash before (3) leaves the message in tmp/ or in queue/ with
- * no 250 sent: the client retries; recovery purges tmp/ and delivers what
- * reached queue/ (possibly a second copy of a message the client will
- * send again, the one duplicate SMTP itself allows: RFC 5321 §6.1).
+ * header were written and fdatasync()ed, (2) its tmp/ file was renamed
+ * to queue/<id> and (3) queue/ itself was fsync()ed, so the name
+ * survives a crash. A crash before (3) leaves the message in tmp/ or in
+ * queue/ with no 250 sent: the client retries; recovery never reads
+ * tmp/ as mail (it unlinks the files there or keeps them as empty places
+ * for new messages) and delivers what reached queue/ (possibly a second
+ * copy of a message the client will send again, the one duplicate SMTP
+ * itself allows: RFC 5321 §6.1).
  *
- * Why nothing is delivered twice: a recipient's outcome is appended to
- * the queue file as a checksummed record and fdatasync()ed before the
- * runner acts on it; a message leaves the queue (one unlink) only when
- * every recipient has a durable final record, so a lost unlink is
- * redone by recovery. The window between an agent's delivery and its
- * record is closed by the agent (deliver/deliver_maildir.c: the Maildir
- * name is derived from the queue id, so a repeat finds the first copy).
+ * Why nothing is delivered twice: a recipient's outcome is either
+ * appended to the queue file as a checksummed record and fdatasync()ed
+ * before the runner acts on it, or, for a message whose recipients all
+ * got their copy, left to the copies themselves: the agent names a copy
+ * after the queue id (deliver/deliver_maildir.c), so a repeat finds it
+ * and writes nothing. A message leaves the queue only when every
+ * recipient's outcome is durable in one of these ways, so a removal that
+ * a crash undoes is harmless: the message comes back intact and its
+ * repeat writes nothing new (deliver/deliver_queue.c says which outcomes
+ * are recorded).
  *
  * Group commit: commits arriving while a batch is in flight form the next
- * batch; a batch costs one fdatasync per message (started together with
- * sync_file_range so their writeback overlaps) plus one fsync of queue/.
+ * batch; a batch costs one fdatasync per message (writeback started for
+ * all with sync_file_range, then the fdatasyncs run concurrently through
+ * spool_fsync_n) plus one fsync of queue/.
  *
- * Threading: the loop thread owns struct spool's mutable fields; batch
- * workers touch only the messages of their batch and the directory fds,
- * which never change while the spool is open.
+ * Recycling: the file of a final message is not unlinked but moved back
+ * into tmp/ and reused for a later message, so that in steady state no
+ * inode is created or freed per message (on ext4 both are costly: a new
+ * inode skips every recently freed one, and a freed one's blocks are
+ * discarded). A message's tmp/ name is therefore not its queue id; the
+ * id is made when the message starts and the file takes it at the
+ * rename into queue/ (RENAME_NOREPLACE: an id is never given twice).
+ * Why reuse loses nothing and doubles nothing:
+ *  - spool_remove_n() runs only once every recipient is final and its
+ *    outcome durable (the Maildir file and its new/ directory fsynced,
+ *    or a state record). It renames queue/<id> to tmp/<id> and fsyncs
+ *    queue/, and only after that fsync is the file offered for reuse.
+ *    A crash before it may bring queue/<id> back, intact (nothing has
+ *    written to it): recovery hands it to the runner again, which finds
+ *    its Maildir copies by name and writes nothing twice.
+ *  - A reused file is written only while it is in tmp/, and recovery
+ *    never takes anything in tmp/ for mail, so whatever a crash leaves
+ *    of it there is dropped or overwritten (no 250 was sent for it). Its
+ *    header is zeroed when it is reopened and stays zero until the
+ *    commit writes the new one, so nothing but a commit can make it look
+ *    committed. A file with a second link is never reused.
+ *  - A reused file may be longer than its new message. The commit cuts
+ *    it to the new length before the fdatasync, so no octet of the old
+ *    message (in particular no old state record) follows the new
+ *    envelope: recovery would apply it as a state of the new message.
+ * Files of aborted messages (never in queue/) are reused as they are.
+ * At most SPOOL_RECYCLE_MAX files are kept, none over SPOOL_RECYCLE_SIZE
+ * octets; the rest are unlinked as before. Across a stop or a crash the
+ * files stay in tmp/, and recovery takes them up again instead of
+ * unlinking them (spool_recover.c): it is all the same to the argument
+ * above, which trusts nothing in tmp/.
+ *
+ * Threading: the loop thread owns struct spool's mutable fields, except
+ * the recycled names (recycle_lock); batch workers touch only the
+ * messages of their batch and the directory fds, which never change
+ * while the spool is open.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -48,10 +88,6 @@ static const char b62[] =
 	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /* ---- small I/O helpers ----------------------------------------------- */
-
-
-
-
 
 int
 spool_mkdirat(int dirfd, const char *name, int *fd_r)
@@ -83,6 +119,8 @@ spool_open(const char *dir, struct workq *wq, struct spool **spool_r,
 	s->dir = xstrdup(dir);
 	s->wq = wq;
 	s->next_tail = &s->next_head;
+	pthread_mutex_init(&s->recycle_lock, NULL);
+	s->recycled = xcalloc(SPOOL_RECYCLE_MAX, sizeof(*s->recycled));
 	if (io_mkdir_p(dir, 0700) < 0)
 		goto fail_errno;
 	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -144,6 +182,8 @@ spool_free(struct spool **spoolp)
 		(void)close(s->lockfd);
 	if (s->dirfd >= 0)
 		(void)close(s->dirfd);
+	pthread_mutex_destroy(&s->recycle_lock);
+	free(s->recycled);
 	free(s->dir);
 	free(s);
 }
@@ -164,10 +204,25 @@ b62_put(char *out, size_t n, uint64_t v)
  * ids sort by creation time), 4 of a per-process counter and 7 random
  * ones. Time is forced to move forward within a process; across restarts
  * the random part (about 41 bits) keeps a stepped-back clock from
- * repeating an id, and the O_EXCL create plus a look into queue/ refuse
- * any id still in use. An id is never reused because the Maildir names
+ * repeating an id, and the commit's RENAME_NOREPLACE refuses any id
+ * still in queue/. An id is never reused because the Maildir names
  * derived from it must stay unique forever.
+ *
+ * The random part comes from a generator seeded once per process from
+ * getrandom(): within a process time and counter already make ids
+ * unique, so what matters is only that two processes draw independent
+ * sequences, and one system call per id is saved.
  */
+static uint64_t
+splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
 static void
 make_id(struct spool *s, char *id)
 {
@@ -181,8 +236,15 @@ make_id(struct spool *s, char *id)
 		us = s->last_us + 1;
 	s->last_us = us;
 	s->counter++;
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
-		/* no entropy yet (early boot): time and pid still differ */
+	if (!s->rnd_seeded &&
+	    getrandom(&s->rnd_state, sizeof(s->rnd_state), GRND_NONBLOCK) ==
+	    sizeof(s->rnd_state))
+		s->rnd_seeded = true;
+	if (s->rnd_seeded) {
+		rnd = splitmix64(&s->rnd_state);
+	} else {
+		/* no entropy yet (early boot): time and pid still differ;
+		 * getrandom() is tried again for the next id */
 		rnd = (us * 0x9e3779b97f4a7c15u) ^
 		      ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
 	}
@@ -204,43 +266,116 @@ msg_destroy(struct spool_msg *m)
 	free(m);
 }
 
+/* creates tmp/<name> exclusively (any thread) */
+static int
+create_tmp(const struct spool *s, const char *name)
+{
+	return openat(s->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		      0600);
+}
+
 /*
- * Creates tmp/<id> exclusively; fails with EEXIST also when queue/<id>
- * exists, so an id is never given to a second message (any thread).
+ * Offers tmp/<name> for reuse (any thread). The caller guarantees that
+ * the file is no longer in queue/, durably. Unlinks it when the pool is
+ * full.
+ */
+void
+spool_recycle_put(struct spool *s, const char *name)
+{
+	bool kept = false;
+
+	pthread_mutex_lock(&s->recycle_lock);
+	if (s->nrecycled < SPOOL_RECYCLE_MAX) {
+		memcpy(s->recycled[s->nrecycled++], name, SPOOL_ID_LEN + 1);
+		kept = true;
+	}
+	pthread_mutex_unlock(&s->recycle_lock);
+	if (!kept)
+		(void)unlinkat(s->tmpfd, name, 0);
+}
+
+/* true with the name of a reusable tmp/ file in name (any thread) */
+static bool
+recycle_take(struct spool *s, char *name)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&s->recycle_lock);
+	if (s->nrecycled > 0) {
+		memcpy(name, s->recycled[--s->nrecycled], SPOOL_ID_LEN + 1);
+		got = true;
+	}
+	pthread_mutex_unlock(&s->recycle_lock);
+	return got;
+}
+
+static unsigned
+recycle_count(struct spool *s)
+{
+	pthread_mutex_lock(&s->recycle_lock);
+	unsigned n = s->nrecycled;
+	pthread_mutex_unlock(&s->recycle_lock);
+	return n;
+}
+
+/*
+ * Reopens a recycled tmp/ file for a new message and zeroes its header
+ * (see the top of this file); -1 when it is gone, odd or too large to be
+ * worth keeping (then it is unlinked).
  */
 static int
-create_tmp(const struct spool *s, const char *id)
+reopen_recycled(struct spool *s, struct spool_slot *slot)
 {
+	static const uint8_t zero[SPOOL_HDR_SIZE];
 	struct stat st;
-	int fd = openat(s->tmpfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-			0600);
+	int fd = openat(s->tmpfd, slot->name,
+			O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
 
 	if (fd < 0)
 		return -1;
-	if (fstatat(s->queuefd, id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+	/* a second link (only a crash on a file system without a journal
+	 * could leave one, in queue/) would make it someone's message */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (uint64_t)st.st_size > SPOOL_RECYCLE_SIZE ||
+	    (st.st_size > 0 &&
+	     io_pwrite_all(fd, zero, sizeof(zero), 0) < 0)) {
 		(void)close(fd);
-		(void)unlinkat(s->tmpfd, id, 0);
-		errno = EEXIST;
+		(void)unlinkat(s->tmpfd, slot->name, 0);
 		return -1;
 	}
-	return fd;
+	slot->fd = fd;
+	slot->size = st.st_size > (off_t)SPOOL_HDR_SIZE ?
+		     (uint64_t)st.st_size : SPOOL_HDR_SIZE;
+	return 0;
 }
 
 /*
  * Creating a file costs a journal transaction; measured on a busy disk it
  * took 0.2-0.9 ms, too long for the event loop. Worker jobs keep a
- * reserve of created tmp/ files (ids are still made on the loop thread,
- * which owns the id state) and spool_msg_new() takes one; it creates its
- * own only when the reserve is empty. A job creates only a few files, so
- * it delays a commit batch queued behind it on a one-thread pool little.
+ * reserve of ready tmp/ files, recycled ones first, created ones when
+ * none are left (their names are made on the loop thread, which owns the
+ * id state), and spool_msg_new() takes one; it creates its own only when
+ * the reserve is empty. A job prepares only a few files, so it delays a
+ * commit batch queued behind it on a one-thread pool little.
  */
 static void
 refill_work(void *arg)
 {
 	struct spool_refill *r = arg;
+	struct spool *s = r->s;
+	unsigned fresh = 0;
 
-	for (unsigned i = 0; i < r->n; i++)
-		r->slot[i].fd = create_tmp(r->s, r->slot[i].id);
+	for (unsigned i = 0; i < r->n; i++) {
+		struct spool_slot *slot = &r->slot[i];
+		slot->fd = -1;
+		while (slot->fd < 0 && recycle_take(s, slot->name))
+			(void)reopen_recycled(s, slot);
+		if (slot->fd >= 0 || fresh == r->nfresh)
+			continue;
+		memcpy(slot->name, r->fresh[fresh++], sizeof(slot->name));
+		slot->fd = create_tmp(s, slot->name);
+		slot->size = 0;
+	}
 }
 
 static void maybe_refill(struct spool *s);
@@ -271,10 +406,14 @@ maybe_refill(struct spool *s)
 	struct spool_refill *r = xcalloc(1, sizeof(*r));
 	r->s = s;
 	r->n = SPOOL_REFILL;
-	for (unsigned i = 0; i < r->n; i++) {
-		make_id(s, r->slot[i].id);
+	/* names for the files to create when too few can be reused (the
+	 * count may change meanwhile: then fewer slots are filled) */
+	unsigned have = recycle_count(s);
+	r->nfresh = have < r->n ? r->n - have : 0;
+	for (unsigned i = 0; i < r->nfresh; i++)
+		make_id(s, r->fresh[i]);
+	for (unsigned i = 0; i < r->n; i++)
 		r->slot[i].fd = -1;
-	}
 	s->refilling = true;
 	workq_submit(s->wq, refill_work, refill_done, r);
 }
@@ -283,11 +422,12 @@ void
 spool_reserve_drop(struct spool *s)
 {
 	TN_ASSERT(!s->refilling);
-	for (unsigned i = 0; i < s->nreserve; i++) {
+	for (unsigned i = 0; i < s->nreserve; i++)
 		(void)close(s->reserve[i].fd);
-		(void)unlinkat(s->tmpfd, s->reserve[i].id, 0);
-	}
 	s->nreserve = 0;
+	pthread_mutex_lock(&s->recycle_lock);
+	s->nrecycled = 0;
+	pthread_mutex_unlock(&s->recycle_lock);
 }
 
 int
@@ -299,15 +439,16 @@ spool_msg_new(struct spool *s, struct spool_msg **msg_r, const char **error_r)
 	m->fd = -1;
 	buf_init(&m->env, 0);
 	if (s->nreserve > 0) {
-		memcpy(m->id, s->reserve[0].id, sizeof(m->id));
+		memcpy(m->tmpname, s->reserve[0].name, sizeof(m->tmpname));
 		m->fd = s->reserve[0].fd;
+		m->old_size = s->reserve[0].size;
 		s->nreserve--;
 		memmove(&s->reserve[0], &s->reserve[1],
 			s->nreserve * sizeof(s->reserve[0]));
 	}
 	for (int tries = 0; tries < 16 && m->fd < 0; tries++) {
-		make_id(s, m->id);
-		m->fd = create_tmp(s, m->id);
+		make_id(s, m->tmpname);
+		m->fd = create_tmp(s, m->tmpname);
 		if (m->fd < 0 && errno != EEXIST) {
 			*error_r = strerror(errno);
 			msg_destroy(m);
@@ -319,9 +460,12 @@ spool_msg_new(struct spool *s, struct spool_msg **msg_r, const char **error_r)
 		msg_destroy(m);
 		return -1;
 	}
+	make_id(s, m->id);
 	maybe_refill(s);
-	/* the body starts after the header, written at commit */
-	m->wbuf = xcalloc(1, SPOOL_WBUF_SIZE);
+	/* the body starts after the header, which stays zero until the
+	 * commit writes it */
+	m->wbuf = xmalloc(SPOOL_WBUF_SIZE);
+	memset(m->wbuf, 0, SPOOL_HDR_SIZE);
 	m->wlen = SPOOL_HDR_SIZE;
 	*msg_r = m;
 	return 0;
@@ -369,6 +513,7 @@ spool_msg_write(struct spool_msg *m, const void *p, size_t n)
 	if (io_write_all(m->fd, m->wbuf, m->wlen) < 0)
 		return msg_fail(m, errno, "write");
 	m->wlen = 0;
+	m->flushed = true;
 	if (n >= SPOOL_WBUF_SIZE) {
 		if (io_write_all(m->fd, p, n) < 0)
 			return msg_fail(m, errno, "write");
@@ -388,7 +533,15 @@ spool_msg_abort(struct spool_msg **mp)
 	if (m == NULL)
 		return;
 	*mp = NULL;
-	(void)unlinkat(m->s->tmpfd, m->id, 0);
+	if (m->err == 0 && m->fd >= 0) {
+		/* never in queue/: reusable at once (the reopen zeroes the
+		 * header and drops it when it grew too large) */
+		(void)close(m->fd);
+		m->fd = -1;
+		spool_recycle_put(m->s, m->tmpname);
+	} else {
+		(void)unlinkat(m->s->tmpfd, m->tmpname, 0);
+	}
 	msg_destroy(m);
 }
 
@@ -449,6 +602,29 @@ spool_msg_commit(struct spool_msg **mp, const struct spool_envelope *env,
 	start_next(s);
 }
 
+/*
+ * tmp/<tmpname> becomes queue/<id>; EEXIST when queue/<id> exists (a
+ * clock stepped back onto an id still queued), so no message is ever
+ * replaced. Falls back to a look-then-rename where the file system has no
+ * RENAME_NOREPLACE (only one thread makes ids, so the look is enough).
+ */
+static int
+rename_noreplace(const struct spool *s, const struct spool_msg *m)
+{
+	struct stat st;
+
+	if (renameat2(s->tmpfd, m->tmpname, s->queuefd, m->id,
+		      RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (fstatat(s->queuefd, m->id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return renameat(s->tmpfd, m->tmpname, s->queuefd, m->id);
+}
+
 /* worker thread: makes every message of the batch durable in queue/ */
 static void
 batch_work(void *arg)
@@ -463,6 +639,10 @@ batch_work(void *arg)
 	for (m = b->head; m != NULL; m = m->next) {
 		if (m->err != 0)
 			continue;
+		/* a message that fit the buffer is written in one go, its
+		 * header included; a larger one gets its header last */
+		if (!m->flushed)
+			memcpy(m->wbuf, m->hdr, SPOOL_HDR_SIZE);
 		struct iovec iov[2] = {
 			{ .iov_base = m->wbuf, .iov_len = m->wlen },
 			{ .iov_base = m->env.p, .iov_len = m->env.len },
@@ -471,28 +651,46 @@ batch_work(void *arg)
 			(void)msg_fail(m, errno, "write");
 			continue;
 		}
-		if (io_pwrite_all(m->fd, m->hdr, SPOOL_HDR_SIZE, 0) < 0) {
+		if (m->flushed &&
+		    io_pwrite_all(m->fd, m->hdr, SPOOL_HDR_SIZE, 0) < 0) {
 			(void)msg_fail(m, errno, "write header");
+			continue;
+		}
+		/* a reused file: nothing of its old message may follow the
+		 * envelope (see the top of this file) */
+		/* UNSAFE: header + body + envelope is the file just written */
+		uint64_t total = SPOOL_HDR_SIZE + m->size + m->env.len;
+		if (m->old_size > total && ftruncate(m->fd, (off_t)total) < 0) {
+			(void)msg_fail(m, errno, "truncate");
 			continue;
 		}
 		(void)sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
-	/* 2: make every file durable (the writeback of the later ones is
-	 * under way while we wait for the first), and only then give them
-	 * their queue/ names, so the renames do not interleave with the
-	 * journal commits the fdatasyncs force */
+	/* 2: make every file durable (all at once), and only then give
+	 * them their queue/ names, so the renames do not interleave with
+	 * the journal commits the fdatasyncs force */
+	int *fds = xcalloc(b->n, sizeof(*fds));
+	int *errs = xcalloc(b->n, sizeof(*errs));
+	unsigned nfds = 0;
 	for (m = b->head; m != NULL; m = m->next) {
-		if (m->err == 0 && fdatasync(m->fd) < 0)
-			(void)msg_fail(m, errno, "fdatasync");
+		if (m->err == 0)
+			fds[nfds++] = m->fd;
+	}
+	(void)spool_fsync_n(fds, nfds, true, errs);
+	nfds = 0;
+	for (m = b->head; m != NULL; m = m->next) {
+		if (m->err == 0 && errs[nfds++] != 0)
+			(void)msg_fail(m, errs[nfds - 1], "fdatasync");
 		(void)close(m->fd);
 		m->fd = -1;
 	}
+	free(fds);
+	free(errs);
 	for (m = b->head; m != NULL; m = m->next) {
-		if (m->err == 0 &&
-		    renameat(s->tmpfd, m->id, s->queuefd, m->id) < 0)
+		if (m->err == 0 && rename_noreplace(s, m) < 0)
 			(void)msg_fail(m, errno, "rename");
 		if (m->err != 0) {
-			(void)unlinkat(s->tmpfd, m->id, 0);
+			(void)unlinkat(s->tmpfd, m->tmpname, 0);
 			continue;
 		}
 		m->renamed = true;
@@ -606,16 +804,72 @@ out:
 int
 spool_remove(struct spool *s, const char *id)
 {
-	if (!spool_id_valid(id)) {
-		errno = EINVAL;
+	int err = 0;
+
+	if (spool_remove_n(s, &id, 1, &err) < 0) {
+		errno = err;
 		return -1;
 	}
+	return 0;
+}
+
+int
+spool_remove_n(struct spool *s, const char *const *ids, size_t n, int *errs)
+{
+	bool *moved = xcalloc(n > 0 ? n : 1, sizeof(*moved));
+	size_t nmoved = 0;
+	int ret = 0;
+
 	/*
-	 * No directory fsync: the final records are already durable, so if
-	 * a crash undoes this unlink, recovery finds every recipient final
-	 * and removes the file again.
+	 * A crash that undoes a move or an unlink below brings the message
+	 * back intact: recovery hands it to the runner, and its outcomes
+	 * are durable (records, or Maildir copies found by name).
 	 */
-	return unlinkat(s->queuefd, id, 0);
+	bool room = recycle_count(s) < SPOOL_RECYCLE_MAX;
+	for (size_t k = 0; k < n; k++) {
+		int r;
+		errs[k] = 0;
+		if (!spool_id_valid(ids[k])) {
+			errs[k] = EINVAL;
+			ret = -1;
+			continue;
+		}
+		if (room) {
+			/* never over a tmp/ file: names are unique, but a
+			 * reserved file must not be lost if they were not */
+			r = renameat2(s->queuefd, ids[k], s->tmpfd, ids[k],
+				      RENAME_NOREPLACE);
+			if (r < 0 && (errno == EINVAL || errno == ENOSYS))
+				r = renameat(s->queuefd, ids[k], s->tmpfd,
+					     ids[k]);
+			if (r == 0) {
+				moved[k] = true;
+				nmoved++;
+				continue;
+			}
+			if (errno == ENOENT) {
+				errs[k] = ENOENT;
+				ret = -1;
+				continue;
+			}
+		}
+		if (unlinkat(s->queuefd, ids[k], 0) < 0) {
+			errs[k] = errno;
+			ret = -1;
+		}
+	}
+	/* reuse only what is durably out of queue/ (top of this file) */
+	bool durable = nmoved > 0 && io_fsync(s->queuefd) == 0;
+	for (size_t k = 0; k < n && nmoved > 0; k++) {
+		if (!moved[k])
+			continue;
+		if (durable)
+			spool_recycle_put(s, ids[k]);
+		else
+			(void)unlinkat(s->tmpfd, ids[k], 0);
+	}
+	free(moved);
+	return ret;
 }
 
 int

@@ -7,6 +7,7 @@
 #ifndef TERN_SPOOL_INT_H
 #define TERN_SPOOL_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,8 +24,10 @@
 #define SPOOL_REC_FIXED    32u        /* state record without its diag */
 #define SPOOL_DIAG_MAX     2048u      /* diag bytes kept in a record */
 #define SPOOL_WBUF_SIZE    (64u << 10) /* body write buffer */
-#define SPOOL_RESERVE      32u        /* tmp files created ahead */
-#define SPOOL_REFILL       8u         /* ... by one worker job */
+#define SPOOL_RESERVE      128u       /* tmp files made ready ahead */
+#define SPOOL_REFILL       32u        /* ... by one worker job */
+#define SPOOL_RECYCLE_MAX  1024u      /* files of final messages kept */
+#define SPOOL_RECYCLE_SIZE (256u << 10) /* larger files are not reused */
 
 /* subdirectory names under the spool directory */
 #define SPOOL_DIR_TMP      "tmp"
@@ -72,12 +75,16 @@ bool spool_id_valid(const char *s);
 struct spool_msg {
 	struct spool *s;
 	char id[SPOOL_ID_LEN + 1];
-	int fd;                 /* tmp/<id>, -1 once closed */
+	char tmpname[SPOOL_ID_LEN + 1]; /* its name in tmp/ until commit */
+	int fd;                 /* tmp/<tmpname>, -1 once closed */
+	uint64_t old_size;      /* octets in the file before it was reused */
 	int err;                /* sticky errno of a failed write, or 0 */
 	const char *err_what;   /* which step failed */
 	uint64_t size;          /* body octets accepted */
 	uint8_t *wbuf;          /* pending bytes not yet written */
 	size_t wlen;
+	bool flushed;           /* wbuf was written once: it no longer
+				 * starts with the header's place */
 	struct buf env;         /* encoded envelope, at commit */
 	uint8_t hdr[SPOOL_HDR_SIZE];
 	spool_commit_cb *cb;
@@ -86,16 +93,22 @@ struct spool_msg {
 	struct spool_msg *next; /* in a batch */
 };
 
-/* a tmp/ file created ahead by a worker, waiting for spool_msg_new() */
+/*
+ * A tmp/ file made ready by a worker (created, or a recycled file
+ * reopened), waiting for spool_msg_new(). `size` is its current length:
+ * a recycled file still holds its old message until it is overwritten.
+ */
 struct spool_slot {
-	char id[SPOOL_ID_LEN + 1];
+	char name[SPOOL_ID_LEN + 1];
 	int fd;
+	uint64_t size;
 };
 
 struct spool_refill {
 	struct spool *s;
 	struct spool_slot slot[SPOOL_REFILL];
-	unsigned n;
+	char fresh[SPOOL_REFILL][SPOOL_ID_LEN + 1]; /* names to create */
+	unsigned n, nfresh;
 };
 
 struct spool_batch {
@@ -112,6 +125,8 @@ struct spool {
 	/* id generation (loop thread) */
 	uint64_t last_us;
 	uint32_t counter;
+	uint64_t rnd_state;     /* random part of ids, see make_id() */
+	bool rnd_seeded;
 
 	/* group commit (loop thread) */
 	struct spool_msg *next_head, **next_tail;
@@ -119,17 +134,31 @@ struct spool {
 	struct spool_batch *inflight;
 	unsigned inflight_n;
 
-	/* tmp/ files created ahead on a worker, oldest first (loop thread) */
+	/* tmp/ files made ready on a worker, oldest first (loop thread) */
 	struct spool_slot reserve[SPOOL_RESERVE];
 	unsigned nreserve;
 	bool refilling;
 	bool draining;          /* spool_drain(): no new refills */
+
+	/*
+	 * Names in tmp/ of files that may be reused for new messages: files
+	 * of final messages whose move out of queue/ is durable, and files
+	 * of aborted messages. Any thread, under recycle_lock.
+	 */
+	pthread_mutex_t recycle_lock;
+	char (*recycled)[SPOOL_ID_LEN + 1];
+	unsigned nrecycled;
 };
 
 /* waits (running done callbacks) until no batch or refill is in flight */
 void spool_drain(struct spool *s);
-/* closes and unlinks the reserved tmp/ files */
+/*
+ * Closes the reserved tmp/ files and forgets them and the recycled names
+ * (the files stay in tmp/, for recovery to take up again)
+ */
 void spool_reserve_drop(struct spool *s);
+/* offers tmp/<name>, durably out of queue/, for reuse (any thread) */
+void spool_recycle_put(struct spool *s, const char *name);
 
 /* opens dir/name as a directory fd relative to dirfd, creating it */
 int spool_mkdirat(int dirfd, const char *name, int *fd_r);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * spool_recover: rebuilds the queue after a crash or a stop (STYLE §2.8).
- * It purges spool/tmp/ (nothing there was ever acknowledged), validates
+ * It sweeps spool/tmp/ (nothing there was ever acknowledged: each file is
+ * unlinked, or kept as an empty place for a new message), validates
  * every file in spool/queue/, cuts torn state records, removes messages
  * whose recipients are all final and hands the rest to the caller. A
  * queue file that fails validation cannot be a message we committed (we
@@ -82,10 +83,19 @@ free_list(char **v, size_t n)
 	free(v);
 }
 
+/*
+ * Nothing in tmp/ was ever acknowledged, and nothing there is ever read
+ * as a message: files that may be reused (a plain file with one link,
+ * small enough; see spool_commit.c) are kept for new messages, which
+ * overwrite them from a zeroed header on, and the rest are unlinked.
+ * Keeping them spares the file system a burst of inode frees and the
+ * creation of as many new files after every restart.
+ */
 static int
-purge_tmp(struct spool *s)
+sweep_tmp(struct spool *s)
 {
 	size_t n;
+	unsigned kept = 0, purged = 0;
 	char **v = list_dir(s->dirfd, SPOOL_DIR_TMP, &n);
 
 	if (v == NULL) {
@@ -94,6 +104,15 @@ purge_tmp(struct spool *s)
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		if (kept < SPOOL_RECYCLE_MAX && spool_id_valid(v[i]) &&
+		    fstatat(s->tmpfd, v[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+		    (uint64_t)st.st_size <= SPOOL_RECYCLE_SIZE) {
+			spool_recycle_put(s, v[i]);
+			kept++;
+			continue;
+		}
 		if (unlinkat(s->tmpfd, v[i], 0) < 0 && errno != ENOENT) {
 			char esc[128];
 			log_errno(LOG_LEVEL_WARN, "spool event=recover "
@@ -101,9 +120,11 @@ purge_tmp(struct spool *s)
 				  log_escape(esc, sizeof(esc), v[i],
 					     strlen(v[i])));
 		}
+		purged++;
 	}
 	if (n > 0)
-		log_info("spool event=recover purged_tmp=%zu", n);
+		log_info("spool event=recover kept_tmp=%u purged_tmp=%u", kept,
+			 purged);
 	free_list(v, n);
 	return 0;
 }
@@ -244,9 +265,9 @@ spool_recover(struct spool *s, spool_recover_cb *cb, void *arg)
 	unsigned moved = 0, removed = 0, failed = 0;
 
 	spool_drain(s);
-	/* files created ahead are in tmp/ too: purged with the rest */
+	/* files made ready ahead are in tmp/ too: swept with the rest */
 	spool_reserve_drop(s);
-	if (purge_tmp(s) < 0)
+	if (sweep_tmp(s) < 0)
 		return -1;
 	char **v = list_dir(s->dirfd, SPOOL_DIR_QUEUE, &n);
 	if (v == NULL) {

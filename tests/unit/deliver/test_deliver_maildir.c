@@ -2,8 +2,8 @@
 /*
  * Unit tests for deliver_maildir.c in real temporary directories: exact
  * bytes with the Return-Path line, idempotence (new/ and cur/ with
- * flags), a tmp/ leftover, directory creation, host name repair and the
- * TEMPFAIL/PERMFAIL split.
+ * flags), a tmp/ leftover, directory creation, host name repair, the
+ * TEMPFAIL/PERMFAIL split and batches.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -382,6 +382,68 @@ test_failures(void **state)
 	}
 }
 
+/* a batch: two Maildirs, earlier copies in new/ and cur/, bad items */
+static void
+test_batch(void **state)
+{
+	struct fix *f = *state;
+	char *err = NULL;
+	char md2[160], from[512], to[512];
+	struct stat before, after;
+
+	snprintf(md2, sizeof(md2), "%s/home/v/Maildir", f->dir);
+	/* earlier attempts: b3 still in new/, b4 read and moved to cur/ */
+	assert_int_equal(deliver(f, f->md, "b3", "h", "s@x", &err),
+			 DELIVER_OK);
+	assert_int_equal(deliver(f, md2, "b4", "h", "s@x", &err), DELIVER_OK);
+	snprintf(from, sizeof(from), "%s/new/b4.h", md2);
+	snprintf(to, sizeof(to), "%s/cur/b4.h:2,S", md2);
+	assert_int_equal(rename(from, to), 0);
+	snprintf(from, sizeof(from), "%s/new/b3.h", f->md);
+	assert_int_equal(stat(from, &before), 0);
+
+	struct maildir_item v[] = {
+		{ .maildir = f->md, .unique = "b1" },
+		{ .maildir = md2, .unique = "b2" },
+		{ .maildir = f->md, .unique = "b3" },
+		{ .maildir = md2, .unique = "b4" },
+		{ .maildir = f->md, .unique = "a/b" },
+		{ .maildir = "", .unique = "b6" },
+	};
+	static const enum deliver_status want[] = {
+		DELIVER_OK, DELIVER_OK, DELIVER_OK, DELIVER_OK,
+		DELIVER_PERMFAIL, DELIVER_PERMFAIL,
+	};
+	size_t n = sizeof(v) / sizeof(v[0]);
+	for (size_t k = 0; k < n; k++) {
+		v[k].return_path = "s@x";
+		v[k].body_fd = f->body_fd;
+		v[k].off = PREFIX_LEN;
+		v[k].len = f->body_len;
+		v[k].st = DELIVER_TEMPFAIL;
+	}
+	maildir_deliver_n(v, n, "h");
+	for (size_t k = 0; k < n; k++) {
+		if (v[k].st != want[k])
+			fail_msg("item %zu: got status %d, want %d (%s)", k,
+				 (int)v[k].st, (int)want[k],
+				 v[k].error != NULL ? v[k].error : "-");
+		if ((v[k].error != NULL) != (want[k] != DELIVER_OK))
+			fail_msg("item %zu: error text mismatch", k);
+		free(v[k].error);
+	}
+	check_content(f, "new", "b1.h", "s@x");
+	assert_int_equal(stat(from, &after), 0);  /* b3 not rewritten */
+	assert_int_equal(before.st_ino, after.st_ino);
+	snprintf(from, sizeof(from), "%s/new/b2.h", md2);
+	assert_int_equal(access(from, F_OK), 0);
+	snprintf(from, sizeof(from), "%s/new/b4.h", md2);
+	assert_int_equal(access(from, F_OK), -1);  /* b4 not doubled */
+	assert_null(only_entry(f->md, "tmp"));
+	assert_null(only_entry(md2, "tmp"));
+	maildir_deliver_n(v, 0, "h");  /* an empty batch is fine */
+}
+
 int
 main(void)
 {
@@ -402,6 +464,7 @@ main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failures, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

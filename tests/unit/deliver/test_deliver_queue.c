@@ -2,7 +2,8 @@
 /*
  * Unit tests for deliver_queue.c end to end: a real spool and worker pool
  * in a temporary directory, a config built by hand, messages committed
- * through the spool and delivered into real Maildirs.
+ * through the spool and delivered into real Maildirs, in batches; which
+ * outcomes are recorded, and restarts at the moments that matter.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -497,6 +498,153 @@ test_vanished_message(void **state)
 	assert_int_equal(count_dir(f->md[1], "new"), 0);
 }
 
+static uint64_t
+file_size(const char *dir, const char *sub, const char *name)
+{
+	char p[256];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s/%s", dir, sub, name);
+	if (stat(p, &st) < 0)
+		return UINT64_MAX;
+	return (uint64_t)st.st_size;
+}
+
+/*
+ * Many messages at once go out in batches; a message whose recipients
+ * all got their copy needs no state record: its file leaves queue/ for
+ * reuse exactly as it was committed.
+ */
+static void
+test_batches_without_records(void **state)
+{
+	struct fix *f = *state;
+	enum { N = 70 };  /* more than two batches */
+	static const char *const dests[] = { "alice", "bob" };
+	int64_t t = now_s();
+	struct spool_envelope *envs[N];
+	char ids[N][SPOOL_ID_LEN + 1];
+	uint64_t sizes[N];
+
+	for (int i = 0; i < N; i++) {
+		envs[i] = commit(f, body, dests, 2, t);
+		memcpy(ids[i], envs[i]->id, sizeof(ids[i]));
+		sizes[i] = file_size(f->spooldir, "queue", ids[i]);
+		assert_true(sizes[i] != UINT64_MAX);
+	}
+	for (int i = 0; i < N; i++)
+		deliverq_add(f->q, envs[i], t);
+	/* the first message went out alone; a second job started only once
+	 * a full batch was waiting, and the rest wait for a free one */
+	assert_int_equal(f->q->running, 2);
+	assert_int_equal(f->q->running_msgs, 1 + DELIVER_BATCH_MAX);
+	assert_int_equal(f->q->nheap, N - 1 - DELIVER_BATCH_MAX);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[0], "new"), N);
+	assert_int_equal(count_dir(f->md[1], "new"), N);
+	assert_int_equal(count_dir(f->md[0], "tmp"), 0);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	for (int i = 0; i < N; i++) {
+		uint64_t got = file_size(f->spooldir, "tmp", ids[i]);
+		if (got != sizes[i])
+			fail_msg("%s: got %llu octets in tmp/, want %llu (no "
+				 "record)", ids[i], (unsigned long long)got,
+				 (unsigned long long)sizes[i]);
+	}
+}
+
+/*
+ * A crash after every copy was made but before the message left queue/:
+ * no record says so, recovery hands it over as pending, and the repeat
+ * finds every copy (one of them already read into cur/) and writes none.
+ */
+static void
+test_crash_before_removal_is_not_doubled(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "alice", "ally", "bob" };
+	int64_t t = now_s();
+	struct spool_envelope *env = commit(f, body, dests, 3, t);
+	int fd;
+	uint64_t off, len;
+	char *err = NULL;
+	struct stat a0, a1;
+	char p[512], to[512];
+
+	assert_int_equal(spool_body_open(f->s, env->id, &fd, &off, &len), 0);
+	char *u0 = deliver_unique(env, 0), *u2 = deliver_unique(env, 2);
+	assert_int_equal(maildir_deliver(f->md[0], u0, HOST, env->mail_from,
+					 fd, off, len, &err), DELIVER_OK);
+	assert_int_equal(maildir_deliver(f->md[1], u2, HOST, env->mail_from,
+					 fd, off, len, &err), DELIVER_OK);
+	free(u0);
+	free(u2);
+	close(fd);
+	char *an = md_name(env, 0), *bn = md_name(env, 2);
+	snprintf(p, sizeof(p), "%s/new/%s", f->md[0], an);
+	assert_int_equal(stat(p, &a0), 0);
+	snprintf(p, sizeof(p), "%s/new/%s", f->md[1], bn);
+	snprintf(to, sizeof(to), "%s/cur/%s:2,S", f->md[1], bn);
+	assert_int_equal(rename(p, to), 0);
+	spool_envelope_free(&env);
+
+	/* the restart */
+	deliverq_free(&f->q);
+	spool_free(&f->s);
+	const char *e;
+	assert_int_equal(spool_open(f->spooldir, f->wq, &f->s, &e), 0);
+	struct spool_envelope *got[2];
+	size_t ngot = 0;
+	struct cb c = { got, &ngot };
+	assert_int_equal(spool_recover(f->s, cb_fn, &c), 1);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(got[0]->rcpts[i].state, SPOOL_RCPT_PENDING);
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+	deliverq_add(f->q, got[0], t);
+	drive_until_count(f, 0);
+	assert_int_equal(count_dir(f->md[0], "new") +
+			 count_dir(f->md[0], "cur"), 1);
+	assert_int_equal(count_dir(f->md[1], "new") +
+			 count_dir(f->md[1], "cur"), 1);
+	snprintf(p, sizeof(p), "%s/new/%s", f->md[0], an);
+	assert_int_equal(stat(p, &a1), 0);
+	assert_int_equal(a0.st_ino, a1.st_ino);
+	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	free(an);
+	free(bn);
+}
+
+/* a deferral keeps the message: every outcome of the job is recorded,
+ * the delivered ones too, so a restart does not depend on the copies */
+static void
+test_partial_outcomes_are_recorded(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "bob", "dave" };
+	int64_t t = now_s();
+
+	block_dave(f);
+	struct spool_envelope *env = commit(f, body, dests, 2, t);
+	char id[SPOOL_ID_LEN + 1];
+	memcpy(id, env->id, sizeof(id));
+	uint64_t committed = file_size(f->spooldir, "queue", id);
+	deliverq_add(f->q, env, t);
+	drive_until_count(f, 1);
+	assert_true(file_size(f->spooldir, "queue", id) > committed);
+	deliverq_free(&f->q);
+	spool_free(&f->s);
+	const char *e;
+	assert_int_equal(spool_open(f->spooldir, f->wq, &f->s, &e), 0);
+	struct spool_envelope *got[2];
+	size_t ngot = 0;
+	struct cb c = { got, &ngot };
+	assert_int_equal(spool_recover(f->s, cb_fn, &c), 1);
+	assert_int_equal(got[0]->rcpts[0].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(got[0]->rcpts[1].state, SPOOL_RCPT_DEFERRED);
+	spool_envelope_free(&got[0]);
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+}
+
 static void
 test_backoff(void **state)
 {
@@ -542,6 +690,13 @@ main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vanished_message, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_batches_without_records,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_crash_before_removal_is_not_doubled, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_partial_outcomes_are_recorded, setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for spool_commit.c against a real spool in a temporary
- * directory: commit and read back, group commit of many messages, sticky
- * write errors, abort, ids, recipient updates, removal and the lock.
+ * Unit tests for spool_commit.c and spool_sync.c against a real spool in
+ * a temporary directory: commit and read back, group commit of many
+ * messages, sticky write errors, abort, ids, recipient updates, removal
+ * and the reuse of removed messages' files, fsync of many files, and the
+ * lock.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -60,12 +62,14 @@ count_dir(const char *dir, const char *sub)
 	return n;
 }
 
-/* tmp/ files of messages, not counting the ones created ahead */
+/* tmp/ files of messages, not counting the ones made ready ahead or
+ * kept for reuse */
 static size_t
 count_tmp(struct fix *f)
 {
 	spool_drain(f->s);
-	return count_dir(f->dir, "spool/tmp") - f->s->nreserve;
+	return count_dir(f->dir, "spool/tmp") - f->s->nreserve -
+	       f->s->nrecycled;
 }
 
 static int
@@ -165,6 +169,22 @@ read_body(struct spool *s, const char *id, uint8_t **p_r, size_t *n_r)
 	close(fd);
 	*p_r = p;
 	*n_r = len;
+}
+
+struct keep {
+	struct spool_envelope **v;
+	size_t *n;
+};
+
+static void
+recover_keep(void *arg, struct spool_envelope *env)
+{
+	struct keep *k = arg;
+
+	if (*k->n < 2)
+		k->v[(*k->n)++] = env;
+	else
+		spool_envelope_free(&env);
 }
 
 /* commit a body written in odd pieces, including ones past the buffer */
@@ -392,7 +412,8 @@ test_ids_unique(void **state)
 	free(ids);
 }
 
-/* files created ahead by a worker are used first, in id order */
+/* files made ready by a worker are used first, in order; ids are fresh
+ * and increasing whatever the file */
 static void
 test_reserve(void **state)
 {
@@ -412,18 +433,34 @@ test_reserve(void **state)
 	assert_int_equal(f->s->nreserve, SPOOL_RESERVE);
 	assert_false(f->s->refilling);
 	assert_int_equal(count_dir(f->dir, "spool/tmp"), SPOOL_RESERVE + 1);
+	memcpy(prev, spool_msg_id(m[0]), sizeof(prev));
 	for (int i = 1; i < 3; i++) {
 		char want[SPOOL_ID_LEN + 1];
-		memcpy(want, f->s->reserve[0].id, sizeof(want));
+		int want_fd = f->s->reserve[0].fd;
+		memcpy(want, f->s->reserve[0].name, sizeof(want));
 		assert_int_equal(spool_msg_new(f->s, &m[i], &err), 0);
-		assert_string_equal(spool_msg_id(m[i]), want);
-		assert_true(strcmp(prev, want) < 0);
-		memcpy(prev, want, sizeof(prev));
+		assert_string_equal(m[i]->tmpname, want);
+		assert_int_equal(m[i]->fd, want_fd);
+		assert_true(strcmp(prev, spool_msg_id(m[i])) < 0);
+		memcpy(prev, spool_msg_id(m[i]), sizeof(prev));
 	}
 	for (int i = 0; i < 3; i++)
 		spool_msg_abort(&m[i]);
+	/* a stop leaves the files in tmp/; the next start keeps them for
+	 * reuse and queues none of them */
+	size_t files = count_dir(f->dir, "spool/tmp");
+	assert_int_equal(files, SPOOL_RESERVE + 1);
 	spool_free(&f->s);
-	assert_int_equal(count_dir(f->dir, "spool/tmp"), 0);
+	assert_int_equal(count_dir(f->dir, "spool/tmp"), files);
+	char sd[128];
+	snprintf(sd, sizeof(sd), "%s/spool", f->dir);
+	assert_int_equal(spool_open(sd, f->wq, &f->s, &err), 0);
+	struct spool_envelope *none[2];
+	size_t nnone = 0;
+	assert_int_equal(spool_recover(f->s, recover_keep, &(struct keep){
+				       none, &nnone }), 0);
+	assert_int_equal(f->s->nrecycled, files);
+	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
 }
 
 static void
@@ -469,6 +506,185 @@ test_rcpt_update_and_remove(void **state)
 	assert_int_equal(spool_body_open(f->s, id, &fd, &o, &l), -1);
 	assert_int_equal(spool_body_open(f->s, "../../etc/passwd", &fd, &o,
 					 &l), -1);
+}
+
+/* aborting keeps the file for reuse: it is no message's file any more */
+static void
+test_abort_recycles(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m;
+	const char *err;
+
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	char name[SPOOL_ID_LEN + 1];
+	memcpy(name, m->tmpname, sizeof(name));
+	assert_int_equal(spool_msg_write(m, "partial", 7), 0);
+	spool_drain(f->s);  /* the reserve is full: no refill takes it */
+	spool_msg_abort(&m);
+	assert_int_equal(f->s->nrecycled, 1);
+	assert_string_equal(f->s->recycled[0], name);
+	assert_int_equal(count_tmp(f), 0);
+	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
+}
+
+static uint64_t
+file_size(const char *dir, const char *sub, const char *name)
+{
+	char p[256];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s/%s", dir, sub, name);
+	if (stat(p, &st) < 0)
+		return UINT64_MAX;
+	return (uint64_t)st.st_size;
+}
+
+static void
+commit_one(struct fix *f, struct spool_msg **mp, const void *body, size_t n,
+	   struct spool_envelope *env)
+{
+	struct result r = { 0 };
+
+	assert_int_equal(spool_msg_write(*mp, body, n), 0);
+	spool_msg_commit(mp, env, commit_cb, &r);
+	drive(f->wq, &r.calls, 1);
+	assert_int_equal(r.ok, 1);
+}
+
+/*
+ * The file of a removed message is reused: its header is zero until the
+ * new commit, and the new message is cut to its own length, so no state
+ * record of the old one survives into it (recovery would apply it).
+ */
+static void
+test_recycle_reuse(void **state)
+{
+	struct fix *f = *state;
+	struct spool_envelope env;
+	struct spool_rcpt rc[2];
+	struct spool_msg *m, *held[SPOOL_RESERVE * 2];
+	size_t nheld = 0;
+	const char *err;
+
+	fill_env(&env, rc, 2);
+	/* a long message with a state record */
+	uint8_t *big = pattern(20000);
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	char old[SPOOL_ID_LEN + 1];
+	memcpy(old, spool_msg_id(m), sizeof(old));
+	commit_one(f, &m, big, 20000, &env);
+	free(big);
+	struct spool_rcpt up = { .state = SPOOL_RCPT_BOUNCED, .attempts = 1,
+				 .diag = "550 no" };
+	assert_int_equal(spool_rcpt_update(f->s, old, 1, &up), 0);
+	uint64_t old_size = file_size(f->dir, "spool/queue", old);
+	assert_true(old_size > 20000);
+
+	/* removal moves it to tmp/ under its old id, kept for reuse (no
+	 * refill is running to take it at once) */
+	spool_drain(f->s);
+	const char *ids[3] = { old, "00000000000000000000", "bad/id" };
+	int errs[3];
+	assert_int_equal(spool_remove_n(f->s, ids, 3, errs), -1);
+	assert_int_equal(errs[0], 0);
+	assert_int_equal(errs[1], ENOENT);
+	assert_int_equal(errs[2], EINVAL);
+	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
+	assert_int_equal(file_size(f->dir, "spool/tmp", old), old_size);
+	assert_int_equal(f->s->nrecycled, 1);
+
+	/* take ready files until the recycled one comes up */
+	m = NULL;
+	while (nheld < sizeof(held) / sizeof(held[0])) {
+		struct spool_msg *t;
+		assert_int_equal(spool_msg_new(f->s, &t, &err), 0);
+		assert_string_not_equal(spool_msg_id(t), old);
+		if (strcmp(t->tmpname, old) == 0) {
+			m = t;
+			break;
+		}
+		held[nheld++] = t;
+		spool_drain(f->s);
+	}
+	assert_non_null(m);
+	assert_int_equal(m->old_size, old_size);
+	/* reopened with a zero header */
+	char p[256];
+	uint8_t hdr[SPOOL_HDR_SIZE], zero[SPOOL_HDR_SIZE] = { 0 };
+	snprintf(p, sizeof(p), "%s/spool/tmp/%s", f->dir, old);
+	int fd = open(p, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	close(fd);
+	assert_memory_equal(hdr, zero, sizeof(hdr));
+
+	char id[SPOOL_ID_LEN + 1];
+	memcpy(id, spool_msg_id(m), sizeof(id));
+	commit_one(f, &m, "short\r\n", 7, &env);
+	assert_int_equal(file_size(f->dir, "spool/tmp", old), UINT64_MAX);
+	uint64_t got_size = file_size(f->dir, "spool/queue", id);
+	assert_true(got_size < 1000);
+	uint8_t *got;
+	size_t gn;
+	read_body(f->s, id, &got, &gn);
+	assert_int_equal(gn, 7);
+	assert_memory_equal(got, "short\r\n", 7);
+	free(got);
+	for (size_t i = 0; i < nheld; i++)
+		spool_msg_abort(&held[i]);
+
+	/* what a restart sees: the new message, no state of the old one */
+	spool_free(&f->s);
+	char sd[128];
+	snprintf(sd, sizeof(sd), "%s/spool", f->dir);
+	assert_int_equal(spool_open(sd, f->wq, &f->s, &err), 0);
+	struct spool_envelope *rec[2] = { NULL, NULL };
+	size_t nrec = 0;
+	assert_int_equal(spool_recover(f->s, recover_keep, &(struct keep){
+				       rec, &nrec }), 1);
+	assert_string_equal(rec[0]->id, id);
+	assert_int_equal(rec[0]->rcpts[1].state, SPOOL_RCPT_PENDING);
+	assert_int_equal(rec[0]->rcpts[1].attempts, 0);
+	assert_int_equal(rec[0]->size, 7);
+	spool_envelope_free(&rec[0]);
+	assert_int_equal(count_dir(f->dir, "spool/corrupt"), 0);
+}
+
+static void
+test_fsync_n(void **state)
+{
+	struct fix *f = *state;
+	enum { N = 150 };  /* more than one AIO chunk */
+	int fds[N], errs[N];
+	char p[256];
+
+	for (int i = 0; i < N; i++) {
+		snprintf(p, sizeof(p), "%s/f%d", f->dir, i);
+		fds[i] = open(p, O_RDWR | O_CREAT, 0600);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(write(fds[i], p, strlen(p)),
+				 (ssize_t)strlen(p));
+	}
+	for (int datasync = 0; datasync < 2; datasync++) {
+		memset(errs, 0xff, sizeof(errs));
+		assert_int_equal(spool_fsync_n(fds, N, datasync, errs), 0);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(errs[i], 0);
+		assert_int_equal(spool_fsync_n(fds, 1, datasync, errs), 0);
+		assert_int_equal(spool_fsync_n(fds, 0, datasync, errs), 0);
+	}
+	/* a bad descriptor fails alone */
+	int bad = fds[7];
+	close(bad);
+	fds[7] = -1;
+	assert_int_equal(spool_fsync_n(fds, N, true, errs), -1);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(errs[i], i == 7 ? EBADF : 0);
+	for (int i = 0; i < N; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+	}
 }
 
 static void
@@ -548,6 +764,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rcpt_update_and_remove,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_recycles, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_recycle_reuse, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fsync_n, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_open_refused,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_creates_parents,
