@@ -50,6 +50,9 @@ struct maildir_item {
 	const char *return_path;
 	int body_fd;
 	uint64_t off, len;
+	/* no earlier attempt exists (the name is the queue id's, and this is
+	 * the first try since commit): skip the look in new/ and cur/ */
+	bool first_attempt;
 	enum deliver_status st;   /* out */
 	char *error;              /* out: heap text the caller frees, or NULL */
 };
@@ -75,6 +78,13 @@ void deliverq_free(struct deliverq **qp);
  * `now` is unix time */
 void deliverq_add(struct deliverq *q, struct spool_envelope *env,
 		  int64_t now);
+/*
+ * The same for a message this process has just committed: no attempt can
+ * have delivered it yet, so its first attempt does not look for an
+ * earlier copy in the Maildirs (maildir_item.first_attempt).
+ */
+void deliverq_add_new(struct deliverq *q, struct spool_envelope *env,
+		      int64_t now);
 
 /* starts deliveries that are due; call it about once a second */
 void deliverq_tick(struct deliverq *q, int64_t now);

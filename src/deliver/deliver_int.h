@@ -36,6 +36,7 @@ struct dq_msg {
 	int64_t due;            /* INT64_MIN: now; INT64_MAX: nothing to do */
 	uint64_t seq;           /* ties in due keep arrival order */
 	bool running;
+	bool fresh;             /* committed by this process, never tried */
 };
 
 struct deliverq {

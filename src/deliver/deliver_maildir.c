@@ -196,6 +196,7 @@ enum md_step {
 	MD_FAILED = 0,          /* st and error are set */
 	MD_LOOK,                /* look in new/, then cur/ */
 	MD_LOOK_CUR,
+	MD_FRESH,               /* first attempt: nothing to look for */
 	MD_FOUND_NEW,           /* an earlier attempt delivered it */
 	MD_FOUND_CUR,
 	MD_WRITTEN,             /* tmp/<name> written, fd open */
@@ -407,7 +408,7 @@ maildir_deliver_n(struct maildir_item *v, size_t n, const char *hostname)
 			item_fail(it, &w[k], w[k].d->err, w[k].d->what);
 			continue;
 		}
-		w[k].step = MD_LOOK;
+		w[k].step = it->first_attempt ? MD_FRESH : MD_LOOK;
 	}
 
 	/* 1: delivered by an earlier attempt? new/ before cur/ (see top) */
@@ -448,6 +449,7 @@ maildir_deliver_n(struct maildir_item *v, size_t n, const char *hostname)
 			(void)unlinkat(d->tmpfd, w[k].name, 0);
 			break;
 		case MD_LOOK_CUR:
+		case MD_FRESH:
 			write_tmp(&v[k], &w[k]);
 			break;
 		default:

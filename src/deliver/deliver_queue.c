@@ -283,10 +283,12 @@ plan(struct dq_job *j, struct dq_one *o, struct maildir_item **v,
 		it->body_fd = o->body_fd;
 		it->off = o->off;
 		it->len = o->len;
+		it->first_attempt = o->m->fresh;
 		res->item = (*nv)++;
 		res->has_item = true;
 	}
 	free(md);
+	o->m->fresh = false; /* a retry must look for this attempt's copies */
 }
 
 /* takes each recipient's outcome from the batch */
@@ -657,11 +659,13 @@ deliverq_free(struct deliverq **qp)
 	free(q);
 }
 
-void
-deliverq_add(struct deliverq *q, struct spool_envelope *env, int64_t now)
+static void
+dq_add(struct deliverq *q, struct spool_envelope *env, int64_t now,
+       bool fresh)
 {
 	struct dq_msg *m = xcalloc(1, sizeof(*m));
 
+	m->fresh = fresh;
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
 		if (r->agent == SPOOL_AGENT_LOCAL || rcpt_final(r))
@@ -679,6 +683,18 @@ deliverq_add(struct deliverq *q, struct spool_envelope *env, int64_t now)
 	m->seq = q->seq++;
 	heap_push(q, m);
 	run_due(q);
+}
+
+void
+deliverq_add(struct deliverq *q, struct spool_envelope *env, int64_t now)
+{
+	dq_add(q, env, now, false);
+}
+
+void
+deliverq_add_new(struct deliverq *q, struct spool_envelope *env, int64_t now)
+{
+	dq_add(q, env, now, true);
 }
 
 void

@@ -2,7 +2,7 @@
 /*
  * net: the event loop's sockets. Listeners accept connections; a struct
  * conn is one non-blocking connection with an input and an output queue,
- * a read timeout and backpressure. TLS will live here too, so that the
+ * a timeout and backpressure. TLS will live here too, so that the
  * layers above only ever see plain bytes. net never interprets them.
  */
 #ifndef TERN_NET_H
@@ -44,7 +44,8 @@ struct conn;
 struct conn_handler {
 	/* input arrived (conn_input_peek shows it) */
 	void (*on_read)(void *arg);
-	/* no input for the read timeout */
+	/* no input for the timeout while reading, or no socket space for
+	 * it while output waits */
 	void (*on_timeout)(void *arg);
 	/* the peer closed its side (conn_is_dead false: queued input can
 	 * still be read and replies written) or the connection failed
@@ -79,9 +80,13 @@ bool conn_is_dead(const struct conn *c);
 /* sends FIN after the queued output; reading goes on */
 void conn_shutdown_write(struct conn *c);
 
-/* stop or resume reading from the socket */
+/*
+ * Pauses or resumes on_read. While paused the socket is still read into
+ * the input queue (so its EOF or failure is seen) until the queue holds
+ * its high-water mark; then reading stops and TCP slows the peer.
+ */
 void conn_read_enable(struct conn *c, bool on);
-/* read timeout in seconds, 0 for none */
+/* the timeout in seconds, 0 for none */
 void conn_set_timeout(struct conn *c, unsigned seconds);
 
 #endif

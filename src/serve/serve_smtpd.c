@@ -316,7 +316,7 @@ commit_done(void *arg, int result)
 		s->messages++;
 		log_accepted(s, env);
 		snprintf(text, sizeof(text), "Ok: queued as %s", env->id);
-		deliverq_add(s->srv->deliverq, env, (int64_t)time(NULL));
+		deliverq_add_new(s->srv->deliverq, env, (int64_t)time(NULL));
 		env = NULL;
 	} else {
 		log_error("queue id=%s event=commit_failed sess=%08x",
@@ -566,8 +566,15 @@ conn_on_timeout(void *arg)
 		session_free(s);
 		return;
 	}
-	if (s->committing || s->closing)
+	if (s->committing)
 		return;
+	if (s->closing) {
+		/* the peer has not taken its last replies for a whole timeout */
+		log_info("smtp sess=%08x event=timeout client=%s state=closing",
+			 s->id, s->peer);
+		session_free(s);
+		return;
+	}
 	log_info("smtp sess=%08x event=timeout client=%s", s->id, s->peer);
 	smtp_engine_timeout(s->engine);
 	s->closing = true;

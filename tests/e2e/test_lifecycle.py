@@ -170,6 +170,43 @@ def test_activity_resets_command_timeout(tern_server):
         c.expect("QUIT", "221")
 
 
+def test_peer_that_stops_reading_is_dropped(tern_server):
+    """A client that pipelines commands but never reads the replies fills
+    the server's output; the timeout bounds that too: the session is
+    closed, and the server keeps serving others."""
+    srv = tern_server(timeout_command="2s")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.setblocking(False)
+    chunk = b"NOOP\r\n" * 1000
+    sent, blocked_since = 0, None
+    deadline = time.monotonic() + 20
+    try:
+        # push whole commands until the server has stopped taking input
+        # for a while
+        while time.monotonic() < deadline and sent < 64 << 20:
+            try:
+                sent += sock.send(chunk[sent % len(chunk):])
+                blocked_since = None
+            except BlockingIOError:
+                if blocked_since is None:
+                    blocked_since = time.monotonic()
+                elif time.monotonic() - blocked_since > 0.5:
+                    break
+                time.sleep(0.05)
+        assert blocked_since is not None, "the server never pushed back"
+        line = srv.wait_log(r"event=timeout .*state=closing", timeout=15)
+        assert line is not None, "a peer that reads nothing was never dropped"
+        assert srv.wait_log(r"event=disconnect", timeout=5) is not None
+        with SmtpConn(srv.port) as c:
+            c.expect("NOOP", "250 2.0.0")
+    finally:
+        sock.close()
+    srv.assert_alive()
+
+
 def test_timeout_minutes_syntax(tern_server):
     srv = tern_server(timeout_command="5m", timeout_data="1m")
     with SmtpConn(srv.port) as c:

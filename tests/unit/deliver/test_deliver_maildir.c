@@ -382,7 +382,8 @@ test_failures(void **state)
 	}
 }
 
-/* a batch: two Maildirs, earlier copies in new/ and cur/, bad items */
+/* a batch: two Maildirs, first attempts, earlier copies in new/ and cur/,
+ * bad items */
 static void
 test_batch(void **state)
 {
@@ -403,8 +404,9 @@ test_batch(void **state)
 	assert_int_equal(stat(from, &before), 0);
 
 	struct maildir_item v[] = {
-		{ .maildir = f->md, .unique = "b1" },
-		{ .maildir = md2, .unique = "b2" },
+		/* first attempts: written without looking */
+		{ .maildir = f->md, .unique = "b1", .first_attempt = true },
+		{ .maildir = md2, .unique = "b2", .first_attempt = true },
 		{ .maildir = f->md, .unique = "b3" },
 		{ .maildir = md2, .unique = "b4" },
 		{ .maildir = f->md, .unique = "a/b" },
