@@ -533,7 +533,8 @@ const struct conf_key conf_keys[] = {
 	{ .key = "timeout_command", .type = CONF_T_DURATION,
 	  .defnum = CONF_TIMEOUT_COMMAND_DEFAULT, .min = CONF_TIMEOUT_MIN,
 	  .max = CONF_TIMEOUT_MAX, .offset = OFF(timeout_command),
-	  .doc = "How long to wait for a client's next command. RFC 5321 "
+	  .doc = "How long to wait for a client's next command, and for a "
+		 "client to take the replies it is sent. RFC 5321 "
 		 "§4.5.3.2.7 asks for at least 5 minutes. Seconds, or a "
 		 "number with s, m or h. From 1s to 1h." },
 	{ .key = "timeout_data", .type = CONF_T_DURATION,
