@@ -131,6 +131,7 @@ int io_writev_all(int fd, struct iovec *iov, int n);
 /* EIO when the file ends early */
 int io_pread_all(int fd, void *p, size_t n, off_t off);
 int io_fsync(int fd);
+int io_fdatasync(int fd);
 /* mkdir -p; each directory it creates has its parent fsynced */
 int io_mkdir_p(const char *path, unsigned mode);
 

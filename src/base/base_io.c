@@ -107,6 +107,16 @@ io_fsync(int fd)
 }
 
 int
+io_fdatasync(int fd)
+{
+	while (fdatasync(fd) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return 0;
+}
+
+int
 io_mkdir_p(const char *path, unsigned mode)
 {
 	size_t len = strlen(path);

@@ -784,11 +784,11 @@ spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
 		err = errno;
 		goto out;
 	}
-	if (io_write_all(fd, recs.p, recs.len) < 0 || fdatasync(fd) < 0) {
+	if (io_write_all(fd, recs.p, recs.len) < 0 || io_fdatasync(fd) < 0) {
 		err = errno;
 		/* cut the torn record so later records stay readable */
 		if (ftruncate(fd, st.st_size) == 0)
-			(void)fdatasync(fd);
+			(void)io_fdatasync(fd);
 		goto out;
 	}
 	ret = 0;

@@ -209,7 +209,7 @@ load(struct spool *s, const char *name, struct spool_envelope *env,
 		log_warn("spool id=%s event=recover torn_state_octets=%zu",
 			 name, (size_t)nrec - good);
 		if (ftruncate(fd, (off_t)(env_end + good)) < 0 ||
-		    fdatasync(fd) < 0) {
+		    io_fdatasync(fd) < 0) {
 			res = LOAD_IOERR;
 			goto out_clear;
 		}

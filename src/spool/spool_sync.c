@@ -31,16 +31,11 @@
 static _Thread_local aio_context_t sync_ctx;
 static _Thread_local bool sync_tried;
 
+/* 0 or the errno */
 static int
 sync_one(int fd, bool datasync)
 {
-	for (;;) {
-		int r = datasync ? fdatasync(fd) : fsync(fd);
-		if (r == 0)
-			return 0;
-		if (errno != EINTR)
-			return errno;
-	}
+	return (datasync ? io_fdatasync(fd) : io_fsync(fd)) < 0 ? errno : 0;
 }
 
 static aio_context_t
