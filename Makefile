@@ -48,7 +48,7 @@ build/debug/libtern.a: $(DBG_OBJ)
 	rm -f $@ && ar rcs $@ $(DBG_OBJ)
 build/debug/tern: $(MAIN_SRC:%.c=build/debug/%.o) build/debug/libtern.a
 	$(CC) $(SAN) -o $@ $(MAIN_SRC:%.c=build/debug/%.o) build/debug/libtern.a $(LIBS)
-build/debug/unit/%: tests/unit/%.c build/debug/libtern.a
+build/debug/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) build/debug/libtern.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) -Wno-missing-prototypes -O1 -g $(SAN) \
 		-o $@ $< build/debug/libtern.a -lcmocka $(LIBS)

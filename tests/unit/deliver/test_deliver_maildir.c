@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "deliver/deliver_int.h"
+#include "unit_fs.h"
 
 struct fix {
 	char dir[64];
@@ -30,14 +31,6 @@ struct fix {
 };
 
 #define PREFIX_LEN 7  /* spool-like junk before the body in the fd */
-
-static int
-rm_one(const char *p, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	return type == FTW_DP ? rmdir(p) : unlink(p);
-}
 
 static void
 set_body(struct fix *f, const void *p, size_t n)
@@ -94,7 +87,7 @@ teardown(void **state)
 		close(f->body_fd);
 	free(f->body);
 	(void)chmod(f->dir, 0700);
-	(void)nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rm_rf(f->dir);
 	free(f);
 	return 0;
 }

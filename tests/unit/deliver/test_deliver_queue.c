@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "deliver/deliver_int.h"
+#include "unit_fs.h"
 
 #define HOST "mx.test"
 
@@ -35,14 +36,6 @@ struct fix {
 	struct spool *s;
 	struct deliverq *q;
 };
-
-static int
-rm_one(const char *p, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	return type == FTW_DP ? rmdir(p) : unlink(p);
-}
 
 static int64_t
 now_s(void)
@@ -88,7 +81,7 @@ teardown(void **state)
 	deliverq_free(&f->q);
 	spool_free(&f->s);
 	workq_free(&f->wq);
-	(void)nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rm_rf(f->dir);
 	free(f);
 	return 0;
 }
@@ -104,39 +97,6 @@ drive_until_count(struct fix *f, unsigned want)
 	}
 	assert_int_equal(f->q->running, 0);
 	assert_int_equal(deliverq_count(f->q), want);
-}
-
-static size_t
-count_dir(const char *dir, const char *sub)
-{
-	char path[256];
-	size_t n = 0;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] != '.')
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
-struct res {
-	int calls, ok;
-};
-
-static void
-commit_cb(void *arg, int result)
-{
-	struct res *r = arg;
-
-	r->calls++;
-	if (result == 0)
-		r->ok++;
 }
 
 /*
@@ -159,7 +119,7 @@ commit(struct fix *f, const char *body, const char *const *dests, size_t n,
 	};
 	struct spool_msg *m;
 	const char *err;
-	struct res r = { 0 };
+	struct ut_commits r = { 0 };
 
 	assert_true(n <= 8);
 	memset(rc, 0, sizeof(rc));
@@ -177,7 +137,7 @@ commit(struct fix *f, const char *body, const char *const *dests, size_t n,
 	memcpy(out->id, spool_msg_id(m), sizeof(out->id));
 	assert_int_equal(spool_msg_write(m, body, strlen(body)), 0);
 	out->size = strlen(body);
-	spool_msg_commit(&m, &env, commit_cb, &r);
+	spool_msg_commit(&m, &env, ut_commit_cb, &r);
 	for (int i = 0; i < 300 && r.calls == 0; i++) {
 		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
 		(void)poll(&pfd, 1, 100);
@@ -194,7 +154,7 @@ static void
 check_one_message(const char *md, const char *want_name)
 {
 	char p[512], name[256];
-	size_t n = count_dir(md, "new");
+	size_t n = ut_count_dir(md, "new");
 
 	if (n != 1)
 		fail_msg("%s/new: got %zu messages, want 1", md, n);
@@ -236,7 +196,7 @@ test_end_to_end(void **state)
 	drive_until_count(f, 0);
 	check_one_message(f->md[0], a);
 	check_one_message(f->md[1], b);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 	free(a);
 	free(b);
 }
@@ -280,8 +240,8 @@ test_tempfail_then_retry(void **state)
 	assert_int_equal(env->rcpts[0].attempts, 1);
 	assert_non_null(env->rcpts[0].diag);
 	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
-	assert_int_equal(count_dir(f->md[1], "new"), 1);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 1);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
 
 	/* not due yet: nothing runs */
 	deliverq_tick(f->q, t + 59);
@@ -295,9 +255,9 @@ test_tempfail_then_retry(void **state)
 	assert_int_equal(unlink(f->md[3]), 0);
 	deliverq_tick(f->q, t + 360);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[3], "new"), 1);
-	assert_int_equal(count_dir(f->md[1], "new"), 1);  /* not again */
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->md[3], "new"), 1);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);  /* not again */
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 }
 
 struct cb {
@@ -344,9 +304,9 @@ test_durable_states(void **state)
 	assert_int_equal(unlink(f->md[3]), 0);
 	deliverq_add(f->q, env, t + 60);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[1], "new"), 1);
-	assert_int_equal(count_dir(f->md[3], "new"), 1);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);
+	assert_int_equal(ut_count_dir(f->md[3], "new"), 1);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 }
 
 static void
@@ -361,7 +321,7 @@ test_expiry_bounces(void **state)
 
 	deliverq_add(f->q, env, t);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 	struct stat st;
 	assert_int_equal(stat(f->md[3], &st), 0);
 	assert_true(S_ISREG(st.st_mode));  /* nothing was delivered */
@@ -407,11 +367,11 @@ test_crash_after_delivery_is_not_doubled(void **state)
 
 	deliverq_add(f->q, env, t);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[0], "new") +
-			 count_dir(f->md[0], "cur"), 1);
-	assert_int_equal(count_dir(f->md[1], "new") +
-			 count_dir(f->md[1], "cur"), 1);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->md[0], "new") +
+			 ut_count_dir(f->md[0], "cur"), 1);
+	assert_int_equal(ut_count_dir(f->md[1], "new") +
+			 ut_count_dir(f->md[1], "cur"), 1);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 }
 
 static void
@@ -437,9 +397,9 @@ test_recover_then_deliver(void **state)
 	for (size_t i = 0; i < ngot; i++)
 		deliverq_add(f->q, got[i], t);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[0], "new"), 3);
-	assert_int_equal(count_dir(f->md[1], "new"), 3);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->md[0], "new"), 3);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 3);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 }
 
 static void
@@ -457,7 +417,7 @@ test_in_flight_limit_and_free(void **state)
 		assert_true(f->q->running <= 1);
 	}
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[1], "new"), 10);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 10);
 	/* free with jobs in flight: their done callbacks still run */
 	for (int i = 0; i < 5; i++)
 		deliverq_add(f->q, commit(f, body, dests, 1, t), t);
@@ -477,7 +437,7 @@ test_relay_left_pending(void **state)
 	struct spool_envelope *env = held_env(f);
 	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_PENDING);
 	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 1);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
 	deliverq_tick(f->q, t + 86400);
 	assert_int_equal(f->q->running, 0);
 }
@@ -495,19 +455,7 @@ test_vanished_message(void **state)
 	assert_int_equal(unlink(p), 0);
 	deliverq_add(f->q, env, t);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[1], "new"), 0);
-}
-
-static uint64_t
-file_size(const char *dir, const char *sub, const char *name)
-{
-	char p[256];
-	struct stat st;
-
-	snprintf(p, sizeof(p), "%s/%s/%s", dir, sub, name);
-	if (stat(p, &st) < 0)
-		return UINT64_MAX;
-	return (uint64_t)st.st_size;
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 0);
 }
 
 /*
@@ -529,7 +477,7 @@ test_batches_without_records(void **state)
 	for (int i = 0; i < N; i++) {
 		envs[i] = commit(f, body, dests, 2, t);
 		memcpy(ids[i], envs[i]->id, sizeof(ids[i]));
-		sizes[i] = file_size(f->spooldir, "queue", ids[i]);
+		sizes[i] = ut_file_size(f->spooldir, "queue", ids[i]);
 		assert_true(sizes[i] != UINT64_MAX);
 	}
 	for (int i = 0; i < N; i++)
@@ -540,12 +488,12 @@ test_batches_without_records(void **state)
 	assert_int_equal(f->q->running_msgs, 1 + DELIVER_BATCH_MAX);
 	assert_int_equal(f->q->nheap, N - 1 - DELIVER_BATCH_MAX);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[0], "new"), N);
-	assert_int_equal(count_dir(f->md[1], "new"), N);
-	assert_int_equal(count_dir(f->md[0], "tmp"), 0);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->md[0], "new"), N);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), N);
+	assert_int_equal(ut_count_dir(f->md[0], "tmp"), 0);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 	for (int i = 0; i < N; i++) {
-		uint64_t got = file_size(f->spooldir, "tmp", ids[i]);
+		uint64_t got = ut_file_size(f->spooldir, "tmp", ids[i]);
 		if (got != sizes[i])
 			fail_msg("%s: got %llu octets in tmp/, want %llu (no "
 				 "record)", ids[i], (unsigned long long)got,
@@ -602,14 +550,14 @@ test_crash_before_removal_is_not_doubled(void **state)
 	f->q = deliverq_new(f->s, f->wq, &f->conf);
 	deliverq_add(f->q, got[0], t);
 	drive_until_count(f, 0);
-	assert_int_equal(count_dir(f->md[0], "new") +
-			 count_dir(f->md[0], "cur"), 1);
-	assert_int_equal(count_dir(f->md[1], "new") +
-			 count_dir(f->md[1], "cur"), 1);
+	assert_int_equal(ut_count_dir(f->md[0], "new") +
+			 ut_count_dir(f->md[0], "cur"), 1);
+	assert_int_equal(ut_count_dir(f->md[1], "new") +
+			 ut_count_dir(f->md[1], "cur"), 1);
 	snprintf(p, sizeof(p), "%s/new/%s", f->md[0], an);
 	assert_int_equal(stat(p, &a1), 0);
 	assert_int_equal(a0.st_ino, a1.st_ino);
-	assert_int_equal(count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 	free(an);
 	free(bn);
 }
@@ -627,10 +575,10 @@ test_partial_outcomes_are_recorded(void **state)
 	struct spool_envelope *env = commit(f, body, dests, 2, t);
 	char id[SPOOL_ID_LEN + 1];
 	memcpy(id, env->id, sizeof(id));
-	uint64_t committed = file_size(f->spooldir, "queue", id);
+	uint64_t committed = ut_file_size(f->spooldir, "queue", id);
 	deliverq_add(f->q, env, t);
 	drive_until_count(f, 1);
-	assert_true(file_size(f->spooldir, "queue", id) > committed);
+	assert_true(ut_file_size(f->spooldir, "queue", id) > committed);
 	deliverq_free(&f->q);
 	spool_free(&f->s);
 	const char *e;

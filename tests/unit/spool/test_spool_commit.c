@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "spool/spool_int.h"
+#include "unit_fs.h"
 
 struct fix {
 	char dir[64];
@@ -29,46 +30,13 @@ struct fix {
 	struct spool *s;
 };
 
-static int
-rm_one(const char *p, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	return type == FTW_DP ? rmdir(p) : unlink(p);
-}
-
-static void
-rm_rf(const char *dir)
-{
-	(void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static size_t
-count_dir(const char *dir, const char *sub)
-{
-	char path[256];
-	size_t n = 0;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] != '.')
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* tmp/ files of messages, not counting the ones made ready ahead or
  * kept for reuse */
 static size_t
 count_tmp(struct fix *f)
 {
 	spool_drain(f->s);
-	return count_dir(f->dir, "spool/tmp") - f->s->nreserve -
+	return ut_count_dir(f->dir, "spool/tmp") - f->s->nreserve -
 	       f->s->nrecycled;
 }
 
@@ -95,7 +63,7 @@ teardown(void **state)
 
 	spool_free(&f->s);
 	workq_free(&f->wq);
-	rm_rf(f->dir);
+	ut_rm_rf(f->dir);
 	free(f);
 	return 0;
 }
@@ -110,24 +78,6 @@ drive(struct workq *wq, const int *flag, int want)
 		(void)workq_complete(wq);
 	}
 	assert_int_equal(*flag, want);
-}
-
-struct result {
-	int calls;
-	int ok;
-	int failed;
-};
-
-static void
-commit_cb(void *arg, int result)
-{
-	struct result *r = arg;
-
-	r->calls++;
-	if (result == 0)
-		r->ok++;
-	else
-		r->failed++;
 }
 
 static void
@@ -201,7 +151,7 @@ test_commit_and_read(void **state)
 		const char *err;
 		struct spool_envelope env;
 		struct spool_rcpt rc[2];
-		struct result r = { 0 };
+		struct ut_commits r = { 0 };
 
 		assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
 		char id[SPOOL_ID_LEN + 1];
@@ -216,7 +166,7 @@ test_commit_and_read(void **state)
 		}
 		assert_int_equal(spool_msg_size(m), n);
 		fill_env(&env, rc, 2);
-		spool_msg_commit(&m, &env, commit_cb, &r);
+		spool_msg_commit(&m, &env, ut_commit_cb, &r);
 		assert_null(m);
 		assert_int_equal(spool_commits_pending(f->s), 1);
 		drive(f->wq, &r.calls, 1);
@@ -233,7 +183,7 @@ test_commit_and_read(void **state)
 		free(body);
 		assert_int_equal(spool_remove(f->s, id), 0);
 	}
-	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 0);
 }
 
 struct many {
@@ -278,7 +228,7 @@ test_group_commit_many(void **state)
 	assert_int_equal(spool_commits_pending(f->s), N);
 	drive(f->wq, &mm.calls, N);
 	assert_int_equal(mm.ok, N);
-	assert_int_equal(count_dir(f->dir, "spool/queue"), N);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), N);
 	assert_int_equal(count_tmp(f), 0);
 	for (int i = 0; i < N; i++) {
 		uint8_t *got;
@@ -331,7 +281,7 @@ test_commit_from_callback(void **state)
 	/* the first commit plus four made from callbacks */
 	drive(f->wq, &c.calls, 5);
 	assert_int_equal(c.ok, 5);
-	assert_int_equal(count_dir(f->dir, "spool/queue"), 5);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 5);
 }
 
 static void
@@ -342,7 +292,7 @@ test_write_error_is_sticky(void **state)
 	const char *err;
 	struct spool_envelope env;
 	struct spool_rcpt rc[1];
-	struct result r = { 0 }, rg = { 0 };
+	struct ut_commits r = { 0 }, rg = { 0 };
 
 	fill_env(&env, rc, 1);
 	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
@@ -357,14 +307,14 @@ test_write_error_is_sticky(void **state)
 	assert_int_equal(spool_msg_write(m, "x", 1), -1);  /* sticky */
 	free(big);
 	assert_int_equal(spool_msg_write(good, "ok\r\n", 4), 0);
-	spool_msg_commit(&m, &env, commit_cb, &r);
-	spool_msg_commit(&good, &env, commit_cb, &rg);
+	spool_msg_commit(&m, &env, ut_commit_cb, &r);
+	spool_msg_commit(&good, &env, ut_commit_cb, &rg);
 	drive(f->wq, &r.calls, 1);
 	drive(f->wq, &rg.calls, 1);
 	assert_int_equal(r.failed, 1);
 	assert_int_equal(rg.ok, 1);  /* the other message is unaffected */
 	assert_int_equal(count_tmp(f), 0);
-	assert_int_equal(count_dir(f->dir, "spool/queue"), 1);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 1);
 }
 
 static void
@@ -432,7 +382,7 @@ test_reserve(void **state)
 	}
 	assert_int_equal(f->s->nreserve, SPOOL_RESERVE);
 	assert_false(f->s->refilling);
-	assert_int_equal(count_dir(f->dir, "spool/tmp"), SPOOL_RESERVE + 1);
+	assert_int_equal(ut_count_dir(f->dir, "spool/tmp"), SPOOL_RESERVE + 1);
 	memcpy(prev, spool_msg_id(m[0]), sizeof(prev));
 	for (int i = 1; i < 3; i++) {
 		char want[SPOOL_ID_LEN + 1];
@@ -448,10 +398,10 @@ test_reserve(void **state)
 		spool_msg_abort(&m[i]);
 	/* a stop leaves the files in tmp/; the next start keeps them for
 	 * reuse and queues none of them */
-	size_t files = count_dir(f->dir, "spool/tmp");
+	size_t files = ut_count_dir(f->dir, "spool/tmp");
 	assert_int_equal(files, SPOOL_RESERVE + 1);
 	spool_free(&f->s);
-	assert_int_equal(count_dir(f->dir, "spool/tmp"), files);
+	assert_int_equal(ut_count_dir(f->dir, "spool/tmp"), files);
 	char sd[128];
 	snprintf(sd, sizeof(sd), "%s/spool", f->dir);
 	assert_int_equal(spool_open(sd, f->wq, &f->s, &err), 0);
@@ -460,7 +410,7 @@ test_reserve(void **state)
 	assert_int_equal(spool_recover(f->s, recover_keep, &(struct keep){
 				       none, &nnone }), 0);
 	assert_int_equal(f->s->nrecycled, files);
-	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 0);
 }
 
 static void
@@ -471,13 +421,13 @@ test_rcpt_update_and_remove(void **state)
 	const char *err;
 	struct spool_envelope env;
 	struct spool_rcpt rc[3];
-	struct result r = { 0 };
+	struct ut_commits r = { 0 };
 
 	fill_env(&env, rc, 3);
 	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
 	char id[SPOOL_ID_LEN + 1];
 	memcpy(id, spool_msg_id(m), sizeof(id));
-	spool_msg_commit(&m, &env, commit_cb, &r);
+	spool_msg_commit(&m, &env, ut_commit_cb, &r);
 	drive(f->wq, &r.calls, 1);
 
 	struct spool_rcpt up = { .state = SPOOL_RCPT_DEFERRED, .attempts = 1,
@@ -525,29 +475,17 @@ test_abort_recycles(void **state)
 	assert_int_equal(f->s->nrecycled, 1);
 	assert_string_equal(f->s->recycled[0], name);
 	assert_int_equal(count_tmp(f), 0);
-	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
-}
-
-static uint64_t
-file_size(const char *dir, const char *sub, const char *name)
-{
-	char p[256];
-	struct stat st;
-
-	snprintf(p, sizeof(p), "%s/%s/%s", dir, sub, name);
-	if (stat(p, &st) < 0)
-		return UINT64_MAX;
-	return (uint64_t)st.st_size;
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 0);
 }
 
 static void
 commit_one(struct fix *f, struct spool_msg **mp, const void *body, size_t n,
 	   struct spool_envelope *env)
 {
-	struct result r = { 0 };
+	struct ut_commits r = { 0 };
 
 	assert_int_equal(spool_msg_write(*mp, body, n), 0);
-	spool_msg_commit(mp, env, commit_cb, &r);
+	spool_msg_commit(mp, env, ut_commit_cb, &r);
 	drive(f->wq, &r.calls, 1);
 	assert_int_equal(r.ok, 1);
 }
@@ -578,7 +516,7 @@ test_recycle_reuse(void **state)
 	struct spool_rcpt up = { .state = SPOOL_RCPT_BOUNCED, .attempts = 1,
 				 .diag = "550 no" };
 	assert_int_equal(spool_rcpt_update(f->s, old, 1, &up), 0);
-	uint64_t old_size = file_size(f->dir, "spool/queue", old);
+	uint64_t old_size = ut_file_size(f->dir, "spool/queue", old);
 	assert_true(old_size > 20000);
 
 	/* removal moves it to tmp/ under its old id, kept for reuse (no
@@ -590,8 +528,8 @@ test_recycle_reuse(void **state)
 	assert_int_equal(errs[0], 0);
 	assert_int_equal(errs[1], ENOENT);
 	assert_int_equal(errs[2], EINVAL);
-	assert_int_equal(count_dir(f->dir, "spool/queue"), 0);
-	assert_int_equal(file_size(f->dir, "spool/tmp", old), old_size);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 0);
+	assert_int_equal(ut_file_size(f->dir, "spool/tmp", old), old_size);
 	assert_int_equal(f->s->nrecycled, 1);
 
 	/* take ready files until the recycled one comes up */
@@ -622,8 +560,8 @@ test_recycle_reuse(void **state)
 	char id[SPOOL_ID_LEN + 1];
 	memcpy(id, spool_msg_id(m), sizeof(id));
 	commit_one(f, &m, "short\r\n", 7, &env);
-	assert_int_equal(file_size(f->dir, "spool/tmp", old), UINT64_MAX);
-	uint64_t got_size = file_size(f->dir, "spool/queue", id);
+	assert_int_equal(ut_file_size(f->dir, "spool/tmp", old), UINT64_MAX);
+	uint64_t got_size = ut_file_size(f->dir, "spool/queue", id);
 	assert_true(got_size < 1000);
 	uint8_t *got;
 	size_t gn;
@@ -648,7 +586,7 @@ test_recycle_reuse(void **state)
 	assert_int_equal(rec[0]->rcpts[1].attempts, 0);
 	assert_int_equal(rec[0]->size, 7);
 	spool_envelope_free(&rec[0]);
-	assert_int_equal(count_dir(f->dir, "spool/corrupt"), 0);
+	assert_int_equal(ut_count_dir(f->dir, "spool/corrupt"), 0);
 }
 
 static void
@@ -734,16 +672,16 @@ test_free_waits(void **state)
 	const char *err;
 	struct spool_envelope env;
 	struct spool_rcpt rc[1];
-	struct result r = { 0 };
+	struct ut_commits r = { 0 };
 
 	fill_env(&env, rc, 1);
 	for (int i = 0; i < 20; i++) {
 		assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
-		spool_msg_commit(&m, &env, commit_cb, &r);
+		spool_msg_commit(&m, &env, ut_commit_cb, &r);
 	}
 	spool_free(&f->s);
 	assert_int_equal(r.ok, 20);
-	assert_int_equal(count_dir(f->dir, "spool/queue"), 20);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 20);
 }
 
 int

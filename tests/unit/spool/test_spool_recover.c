@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "spool/spool_int.h"
+#include "unit_fs.h"
 
 struct fix {
 	char dir[64];
@@ -30,14 +31,6 @@ struct fix {
 	struct spool_envelope *got[16];
 	size_t ngot;
 };
-
-static int
-rm_one(const char *p, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	return type == FTW_DP ? rmdir(p) : unlink(p);
-}
 
 static int
 setup(void **state)
@@ -63,7 +56,7 @@ teardown(void **state)
 		spool_envelope_free(&f->got[i]);
 	spool_free(&f->s);
 	workq_free(&f->wq);
-	(void)nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rm_rf(f->dir);
 	free(f);
 	return 0;
 }
@@ -90,12 +83,10 @@ exists(const struct fix *f, const char *sub, const char *name)
 static off_t
 file_size(const struct fix *f, const char *sub, const char *name)
 {
-	char p[256];
-	struct stat st;
+	uint64_t n = ut_file_size(f->spool, sub, name);
 
-	snprintf(p, sizeof(p), "%s/%s/%s", f->spool, sub, name);
-	assert_int_equal(stat(p, &st), 0);
-	return st.st_size;
+	assert_true(n != UINT64_MAX);
+	return (off_t)n;
 }
 
 static void
@@ -330,20 +321,6 @@ test_recover_empty(void **state)
 	assert_int_equal(f->ngot, 0);
 }
 
-struct res {
-	int calls, ok;
-};
-
-static void
-commit_cb(void *arg, int result)
-{
-	struct res *r = arg;
-
-	r->calls++;
-	if (result == 0)
-		r->ok++;
-}
-
 /* commit through the real path, stop, reopen, recover */
 static void
 test_commit_stop_recover(void **state)
@@ -368,7 +345,7 @@ test_commit_stop_recover(void **state)
 		.size = 999,  /* ignored: the spool counts */
 		.rcpts = rc, .nrcpts = 2,
 	};
-	struct res r = { 0 };
+	struct ut_commits r = { 0 };
 	static const char body[] = "Received: from h.example\r\n"
 				   "Subject: hi\r\n\r\nline\r\n.dot\r\n";
 
@@ -376,7 +353,7 @@ test_commit_stop_recover(void **state)
 	char id[SPOOL_ID_LEN + 1];
 	memcpy(id, spool_msg_id(m), sizeof(id));
 	assert_int_equal(spool_msg_write(m, body, sizeof(body) - 1), 0);
-	spool_msg_commit(&m, &env, commit_cb, &r);
+	spool_msg_commit(&m, &env, ut_commit_cb, &r);
 	/* a second message is still being received at the "crash" */
 	assert_int_equal(spool_msg_new(f->s, &half, &err), 0);
 	assert_int_equal(spool_msg_write(half, "Subj", 4), 0);
