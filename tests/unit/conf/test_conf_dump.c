@@ -21,15 +21,7 @@
 
 #define EXAMPLE_PATH "etc/tern.conf"
 
-static unsigned failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		print_error(__VA_ARGS__); \
-		print_error("\n"); \
-		failures++; \
-	} \
-} while (0)
+#include "unit_check.h"
 
 static struct tern_conf *
 load(const char *name, const char *text, size_t len)

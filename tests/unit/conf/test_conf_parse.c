@@ -14,15 +14,7 @@
 
 #include "conf/conf_int.h"
 
-static unsigned failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		print_error(__VA_ARGS__); \
-		print_error("\n"); \
-		failures++; \
-	} \
-} while (0)
+#include "unit_check.h"
 
 static const char *
 nz(const char *s)

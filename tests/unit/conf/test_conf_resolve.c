@@ -15,15 +15,7 @@
 
 #include "conf/conf.h"
 
-static unsigned failures;
-
-#define CHECK(cond, ...) do { \
-	if (!(cond)) { \
-		print_error(__VA_ARGS__); \
-		print_error("\n"); \
-		failures++; \
-	} \
-} while (0)
+#include "unit_check.h"
 
 static struct tern_conf *
 load(const char *text)
