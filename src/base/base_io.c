@@ -96,10 +96,10 @@ io_pread_all(int fd, void *p, size_t n, off_t off)
 	return 0;
 }
 
-int
-io_fsync(int fd)
+static int
+sync_retrying(int fd, int (*sync_fn)(int))
 {
-	while (fsync(fd) < 0) {
+	while (sync_fn(fd) < 0) {
 		if (errno != EINTR)
 			return -1;
 	}
@@ -107,13 +107,15 @@ io_fsync(int fd)
 }
 
 int
+io_fsync(int fd)
+{
+	return sync_retrying(fd, fsync);
+}
+
+int
 io_fdatasync(int fd)
 {
-	while (fdatasync(fd) < 0) {
-		if (errno != EINTR)
-			return -1;
-	}
-	return 0;
+	return sync_retrying(fd, fdatasync);
 }
 
 int
