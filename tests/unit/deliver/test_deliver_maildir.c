@@ -227,6 +227,37 @@ test_second_call_writes_nothing(void **state)
 	free(again);
 }
 
+/*
+ * first_attempt tells the agent that no earlier copy can exist, so it
+ * does not look: a copy planted under the same name is replaced, where a
+ * retry (first_attempt false) would have kept it and written nothing.
+ */
+static void
+test_first_attempt_does_not_look(void **state)
+{
+	struct fix *f = *state;
+	char *err = NULL;
+	struct stat a, b;
+	char p[512];
+
+	assert_int_equal(deliver(f, f->md, "u", "h", "s@x", &err), DELIVER_OK);
+	snprintf(p, sizeof(p), "%s/new/u.h", f->md);
+	assert_int_equal(stat(p, &a), 0);
+	set_body(f, "other\r\n", 7);
+	struct maildir_item it = {
+		.maildir = f->md, .unique = "u", .return_path = "s@x",
+		.body_fd = f->body_fd, .off = PREFIX_LEN, .len = f->body_len,
+		.first_attempt = true,
+	};
+	maildir_deliver_n(&it, 1, "h");
+	assert_int_equal(it.st, DELIVER_OK);
+	assert_null(it.error);
+	assert_int_equal(stat(p, &b), 0);
+	assert_true(a.st_ino != b.st_ino);
+	check_content(f, "new", "u.h", "s@x");
+	assert_null(only_entry(f->md, "tmp"));
+}
+
 static void
 test_found_in_cur_with_flags(void **state)
 {
@@ -448,6 +479,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			test_null_return_path_and_big_body, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_call_writes_nothing,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_attempt_does_not_look,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_found_in_cur_with_flags,
 						setup, teardown),
