@@ -50,6 +50,9 @@ struct maildir_item {
 	const char *return_path;
 	int body_fd;
 	uint64_t off, len;
+	/* or, when not NULL, the body is the len octets here (body_fd and
+	 * off are then unused) */
+	const void *body_mem;
 	/* no earlier attempt exists (the name is the queue id's, and this is
 	 * the first try since commit): skip the look in new/ and cur/ */
 	bool first_attempt;
@@ -85,6 +88,29 @@ void deliverq_add(struct deliverq *q, struct spool_envelope *env,
  */
 void deliverq_add_new(struct deliverq *q, struct spool_envelope *env,
 		      int64_t now);
+
+/*
+ * Delivery before the 250. A session whose message is complete and held
+ * in memory (spool_msg_body) hands it here instead of committing it to
+ * the spool: the next direct batch writes every local recipient's
+ * Maildir copy durably (file and new/ fsynced, as a queued delivery
+ * does), under the name a queued delivery would give it, and then calls
+ * cb on the loop thread. delivered == true: every recipient has its
+ * durable copy, the message is done and nothing needs queueing (the
+ * copies are at least as durable as a spool commit). false: some
+ * recipient has no copy; env holds every recipient's outcome, as a
+ * queued first attempt would have recorded it (delivered, deferred
+ * with its next try, or bounced), and the caller commits the message
+ * to the spool as usual and queues it with deliverq_add() (a retry
+ * looks for an earlier copy). env and body are the caller's and must stay
+ * untouched until cb runs; env->id, received_at and size must be set.
+ */
+typedef void deliverq_direct_cb(void *arg, bool delivered);
+void deliverq_direct(struct deliverq *q, struct spool_envelope *env,
+		     const void *body, size_t len, deliverq_direct_cb *cb,
+		     void *arg);
+/* direct deliveries queued or running (their callbacks not yet run) */
+unsigned deliverq_direct_pending(const struct deliverq *q);
 
 /* starts deliveries that are due; call it about once a second */
 void deliverq_tick(struct deliverq *q, int64_t now);

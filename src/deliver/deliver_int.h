@@ -37,6 +37,13 @@ struct dq_msg {
 	uint64_t seq;           /* ties in due keep arrival order */
 	bool running;
 	bool fresh;             /* committed by this process, never tried */
+	/* a direct delivery (deliverq_direct): env is the caller's, the
+	 * body is in memory, and the message is never queued here */
+	const void *mem;
+	size_t memlen;
+	deliverq_direct_cb *direct_cb;
+	void *direct_arg;
+	struct dq_msg *direct_next;
 };
 
 struct deliverq {
@@ -48,6 +55,9 @@ struct deliverq {
 	unsigned running, max_running; /* jobs */
 	unsigned running_msgs;  /* messages in the running jobs */
 	bool closing;
+	struct dq_msg *direct_head, **direct_tail; /* waiting direct ones */
+	unsigned direct_running;  /* direct jobs */
+	unsigned direct_msgs;     /* direct messages waiting or running */
 	struct dq_msg **heap;   /* waiting messages, min-heap on (due, seq) */
 	size_t nheap, capheap;
 };

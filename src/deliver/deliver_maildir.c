@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "deliver/deliver_int.h"
@@ -115,6 +116,42 @@ append_host(struct buf *b, const char *host)
 	}
 }
 
+/* RFC 5321 §4.4: the reverse-path in angle brackets; CR and LF cannot
+ * be part of a header line */
+static void
+return_path_line(struct buf *b, const char *return_path)
+{
+	(void)buf_append_str(b, "Return-Path: <");
+	for (const char *r = return_path; *r != '\0'; r++) {
+		if (*r != '\r' && *r != '\n')
+			(void)buf_append(b, r, 1);
+	}
+	(void)buf_append_str(b, ">\r\n");
+}
+
+/* the Return-Path line and a body held in memory, in one write */
+static int
+write_body_mem(int fd, const char *return_path, const void *body,
+	       uint64_t len, const char **what_r)
+{
+	struct buf b;
+	int err = 0;
+
+	buf_init(&b, 0);
+	return_path_line(&b, return_path);
+	struct iovec iov[2] = {
+		{ .iov_base = b.p, .iov_len = b.len },
+		/* UNSAFE: len octets at body, the caller's (maildir_item) */
+		{ .iov_base = (void *)(uintptr_t)body, .iov_len = (size_t)len },
+	};
+	if (io_writev_all(fd, iov, 2) < 0) {
+		err = errno;
+		*what_r = "write";
+	}
+	buf_clear(&b);
+	return err;
+}
+
 /*
  * Writes the Return-Path line and len body octets from body_fd at off.
  * Returns 0, or an errno value with *what_r naming the step.
@@ -128,14 +165,7 @@ copy_body(int fd, const char *return_path, int body_fd, uint64_t off,
 	int err = 0;
 
 	buf_init(&b, 0);
-	/* RFC 5321 §4.4: the reverse-path in angle brackets; CR and LF
-	 * cannot be part of a header line */
-	(void)buf_append_str(&b, "Return-Path: <");
-	for (const char *r = return_path; *r != '\0'; r++) {
-		if (*r != '\r' && *r != '\n')
-			(void)buf_append(&b, r, 1);
-	}
-	(void)buf_append_str(&b, ">\r\n");
+	return_path_line(&b, return_path);
 	chunk = xmalloc(MAILDIR_COPY_BUF);
 	/* the line goes out with the first body octets: one write for a
 	 * message that fits the buffer */
@@ -353,9 +383,10 @@ write_tmp(struct maildir_item *it, struct md_work *w)
 		item_fail(it, w, errno, "create tmp/");
 		return;
 	}
-	int err = copy_body(w->fd, it->return_path != NULL ?
-				   it->return_path : "",
-			    it->body_fd, it->off, it->len, &what);
+	const char *rp = it->return_path != NULL ? it->return_path : "";
+	int err = it->body_mem != NULL ?
+		  write_body_mem(w->fd, rp, it->body_mem, it->len, &what) :
+		  copy_body(w->fd, rp, it->body_fd, it->off, it->len, &what);
 	if (err != 0) {
 		item_fail(it, w, err, what);
 		(void)close(w->fd);

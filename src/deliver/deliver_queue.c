@@ -35,6 +35,13 @@
  * Maildir, whatever its state, so a retry after a partial record also
  * finds that copy.
  *
+ * Direct batches (deliverq_direct): messages not yet answered, with
+ * their bodies in memory, go through the same plan / Maildir agent /
+ * collect steps as a job, as first attempts (no look for earlier
+ * copies: their ids are new), but their outcomes go back to the caller
+ * in the envelope instead of into the spool, which holds no file for
+ * them. Up to max_running direct jobs run beside the queue's own.
+ *
  * Threading: the struct deliverq and the waiting messages belong to the
  * loop thread; a running message's envelope belongs to its job until the
  * job's done callback runs. The config is read-only.
@@ -76,6 +83,7 @@ struct dq_one {
 
 struct dq_job {
 	struct deliverq *q;
+	bool direct;               /* a batch of deliverq_direct() */
 	int64_t now;
 	struct dq_one *one;
 	size_t n;
@@ -226,8 +234,10 @@ plan(struct dq_job *j, struct dq_one *o, struct maildir_item **v,
 	o->body_fd = -1;
 	if (o->n == 0)
 		return;
-	if (spool_body_open(q->spool, env->id, &o->body_fd, &o->off,
-			    &o->len) < 0)
+	if (o->m->mem != NULL)
+		o->len = o->m->memlen;
+	else if (spool_body_open(q->spool, env->id, &o->body_fd, &o->off,
+				 &o->len) < 0)
 		o->open_err = errno != 0 ? errno : EIO;
 
 	/* the Maildir of every recipient, to find each one's first user */
@@ -283,6 +293,7 @@ plan(struct dq_job *j, struct dq_one *o, struct maildir_item **v,
 		it->body_fd = o->body_fd;
 		it->off = o->off;
 		it->len = o->len;
+		it->body_mem = o->m->mem;
 		it->first_attempt = o->m->fresh;
 		res->item = (*nv)++;
 		res->has_item = true;
@@ -499,6 +510,45 @@ log_outcomes(const struct dq_one *o, double now)
 	}
 }
 
+/*
+ * A direct message's outcomes go into its envelope, not the spool (it
+ * has no spool file yet): when some recipient got no copy, the caller
+ * commits the message with them, and the queue runner goes on from
+ * there exactly as after a first attempt of its own (a deferred
+ * recipient is retried after the first backoff step).
+ */
+static void
+settle_direct(struct dq_job *j, struct dq_one *o)
+{
+	struct spool_envelope *env = o->m->env;
+
+	o->finished = true;
+	for (size_t k = 0; k < o->n; k++) {
+		struct dq_res *res = &o->res[k];
+		struct spool_rcpt *r = &env->rcpts[res->idx];
+		char *old = r->diag;
+		r->attempts++;
+		r->next_try = 0;
+		switch (res->st) {
+		case DELIVER_OK:
+			r->state = SPOOL_RCPT_DELIVERED;
+			break;
+		case DELIVER_PERMFAIL:
+			r->state = SPOOL_RCPT_BOUNCED;
+			break;
+		case DELIVER_TEMPFAIL:
+			defer_or_expire(j, o, res, r);
+			break;
+		}
+		/* defer_or_expire() may replace res->diag: copy it last */
+		r->diag = res->st != DELIVER_OK && res->diag != NULL ?
+			  xstrdup(res->diag) : NULL;
+		free(old);
+		if (res->st != DELIVER_OK)
+			o->finished = false;
+	}
+}
+
 static void
 job_work(void *arg)
 {
@@ -517,6 +567,14 @@ job_work(void *arg)
 	for (size_t k = 0; k < nv; k++)
 		free((char *)(uintptr_t)v[k].unique);
 	free(v);
+	if (j->direct) {
+		double now = wall_now();
+		for (size_t i = 0; i < j->n; i++) {
+			settle_direct(j, &j->one[i]);
+			log_outcomes(&j->one[i], now);
+		}
+		return;
+	}
 
 	/* records first, then one removal for every final message */
 	const char **ids = xcalloc(j->n > 0 ? j->n : 1, sizeof(*ids));
@@ -546,6 +604,38 @@ job_work(void *arg)
 /* ---- the job (loop thread) ------------------------------------------- */
 
 static void run_due(struct deliverq *q);
+static void run_direct(struct deliverq *q);
+
+/* frees what a job held for one message, not the message */
+static void
+one_release(struct dq_one *o)
+{
+	for (size_t k = 0; k < o->n; k++)
+		free(o->res[k].diag);
+	free(o->res);
+	o->res = NULL;
+}
+
+static void
+job_done_direct(struct dq_job *j)
+{
+	struct deliverq *q = j->q;
+
+	for (size_t i = 0; i < j->n; i++) {
+		struct dq_one *o = &j->one[i];
+		struct dq_msg *m = o->m;
+
+		one_release(o);
+		/* the callback may free the session, and with it env */
+		m->direct_cb(m->direct_arg, o->finished);
+		free(m);
+	}
+	q->direct_running--;
+	q->direct_msgs -= (unsigned)j->n;
+	free(j->one);
+	free(j);
+	run_direct(q);
+}
 
 static void
 job_done(void *arg)
@@ -553,13 +643,16 @@ job_done(void *arg)
 	struct dq_job *j = arg;
 	struct deliverq *q = j->q;
 
+	if (j->direct) {
+		job_done_direct(j);
+		return;
+	}
+
 	for (size_t i = 0; i < j->n; i++) {
 		struct dq_one *o = &j->one[i];
 		struct dq_msg *m = o->m;
 
-		for (size_t k = 0; k < o->n; k++)
-			free(o->res[k].diag);
-		free(o->res);
+		one_release(o);
 		m->running = false;
 		if (o->finished) {
 			spool_envelope_free(&m->env);
@@ -620,6 +713,69 @@ run_due(struct deliverq *q)
 		start_job(q);
 }
 
+/*
+ * Starts a batch of the waiting direct messages while a job slot is free.
+ * Their sessions wait for the batch, so it starts at once; what arrives
+ * meanwhile forms the next one, and shares its fsyncs (as the spool's
+ * group commit does).
+ */
+static void
+run_direct(struct deliverq *q)
+{
+	while (q->direct_running < q->max_running && q->direct_head != NULL) {
+		struct dq_job *j = xcalloc(1, sizeof(*j));
+		j->q = q;
+		j->direct = true;
+		j->now = q->now;
+		j->one = xcalloc(DELIVER_BATCH_MAX, sizeof(*j->one));
+		while (j->n < DELIVER_BATCH_MAX && q->direct_head != NULL) {
+			struct dq_msg *m = q->direct_head;
+			const struct spool_envelope *env = m->env;
+			struct dq_one *o = &j->one[j->n++];
+			q->direct_head = m->direct_next;
+			o->m = m;
+			o->body_fd = -1;
+			o->res = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1,
+					 sizeof(*o->res));
+			for (size_t i = 0; i < env->nrcpts; i++) {
+				if (!rcpt_final(&env->rcpts[i]))
+					o->res[o->n++].idx = i;
+			}
+		}
+		if (q->direct_head == NULL)
+			q->direct_tail = &q->direct_head;
+		q->direct_running++;
+		workq_submit(q->wq, job_work, job_done, j);
+	}
+}
+
+void
+deliverq_direct(struct deliverq *q, struct spool_envelope *env,
+		const void *body, size_t len, deliverq_direct_cb *cb,
+		void *arg)
+{
+	struct dq_msg *m = xcalloc(1, sizeof(*m));
+
+	m->env = env;
+	m->fresh = true; /* its id is new: no attempt can have been made */
+	m->mem = body;
+	m->memlen = len;
+	m->direct_cb = cb;
+	m->direct_arg = arg;
+	if (env->received_at > q->now)
+		q->now = env->received_at;
+	*q->direct_tail = m;
+	q->direct_tail = &m->direct_next;
+	q->direct_msgs++;
+	run_direct(q);
+}
+
+unsigned
+deliverq_direct_pending(const struct deliverq *q)
+{
+	return q->direct_msgs;
+}
+
 /* ---- public ---------------------------------------------------------- */
 
 struct deliverq *
@@ -633,6 +789,7 @@ deliverq_new(struct spool *spool, struct workq *wq,
 	q->conf = conf;
 	q->max_running = conf->delivery_workers > 0 ? conf->delivery_workers :
 			 1;
+	q->direct_tail = &q->direct_head;
 	return q;
 }
 
@@ -646,7 +803,8 @@ deliverq_free(struct deliverq **qp)
 	*qp = NULL;
 	/* the done callbacks of running jobs must run before we go */
 	q->closing = true;
-	while (q->running > 0) {
+	while (q->running > 0 || q->direct_msgs > 0) {
+		run_direct(q);
 		struct pollfd pfd = { .fd = workq_fd(q->wq), .events = POLLIN };
 		(void)poll(&pfd, 1, 100);
 		(void)workq_complete(q->wq);

@@ -115,7 +115,8 @@ serve_maybe_exit(struct tern_server *srv)
 {
 	if (!srv->stopping)
 		return;
-	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0)
+	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0 &&
+	    deliverq_direct_pending(srv->deliverq) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 
@@ -139,12 +140,18 @@ serve_stop(struct tern_server *srv)
 void
 serve_free(struct tern_server *srv)
 {
-	/* commits in flight finish first: their sessions are still there */
-	while (srv->spool != NULL && spool_commits_pending(srv->spool) > 0) {
-		struct pollfd pfd = { .fd = workq_fd(srv->spool_wq),
-				      .events = POLLIN };
-		(void)poll(&pfd, 1, 100);
+	/* commits and direct deliveries in flight finish first: their
+	 * sessions are still there (a direct one may go on to commit) */
+	while (srv->spool != NULL && srv->deliverq != NULL &&
+	       (spool_commits_pending(srv->spool) > 0 ||
+		deliverq_direct_pending(srv->deliverq) > 0)) {
+		struct pollfd pfd[2] = {
+			{ .fd = workq_fd(srv->spool_wq), .events = POLLIN },
+			{ .fd = workq_fd(srv->deliver_wq), .events = POLLIN },
+		};
+		(void)poll(pfd, 2, 100);
 		workq_complete(srv->spool_wq);
+		workq_complete(srv->deliver_wq);
 	}
 	/* sessions cut off by the deadline: drop them (nothing they hold
 	 * was answered 250 yet) */

@@ -2,7 +2,8 @@
 /*
  * smtpd: one SMTP session, binding the pure engine (smtp/) to a
  * connection (net/), the configuration (recipients), the spool (durable
- * commit before 250) and the queue runner (delivery after commit).
+ * commit before 250) and the queue runner (delivery after commit, or
+ * delivery before the 250 for a small all-local message: on_data_end).
  *
  * A session never frees itself inside a callback chain that may still
  * touch it: it is marked closing and freed from the connection's drained
@@ -42,7 +43,8 @@ struct smtpd_session {
 	bool closing;             /* close once the output is written */
 	bool lingering;           /* FIN sent; discarding input until EOF */
 	bool throttled;           /* output above SMTPD_OUTPUT_HIGH */
-	bool committing;          /* a spool commit holds this session */
+	bool committing;          /* a commit or direct delivery holds it */
+	bool direct_tried;        /* ... a direct delivery was tried */
 	bool dead;                /* the connection is gone */
 	bool peer_eof;            /* the peer sent FIN: answer what is left */
 	bool shutdown_pending;    /* 421 as soon as the commit is answered */
@@ -303,43 +305,104 @@ log_accepted(const struct smtpd_session *s, const struct spool_envelope *env)
 	buf_clear(&to);
 }
 
+/*
+ * The verdict on the message of queue id `id`: 250 once it is durable
+ * (delivered, or committed to the spool), else 451. Frees a session
+ * that died meanwhile.
+ */
 static void
-commit_done(void *arg, int result)
+answer_message(struct smtpd_session *s, const char *id, bool durable)
 {
-	struct smtpd_session *s = arg;
-	struct spool_envelope *env = s->env;
 	char text[64];
 
 	s->committing = false;
-	s->env = NULL;
-	if (result == 0) {
-		s->messages++;
-		log_accepted(s, env);
-		snprintf(text, sizeof(text), "Ok: queued as %s", env->id);
-		deliverq_add_new(s->srv->deliverq, env, (int64_t)time(NULL));
-		env = NULL;
-	} else {
-		log_error("queue id=%s event=commit_failed sess=%08x",
-			  env->id, s->id);
-	}
-	spool_envelope_free(&env);
+	s->direct_tried = false;
 	if (s->dead) {
 		session_free(s);
 		return;
 	}
-	if (result == 0)
+	if (durable) {
+		snprintf(text, sizeof(text), "Ok: queued as %s", id);
 		decide(s, SMTP_VERDICT_OK, 0, NULL, text);
-	else
+	} else {
 		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
 		       "Temporary spool failure, try again later");
+	}
 	if (s->shutdown_pending)
 		smtp_engine_shutdown(s->engine);
 	session_pump(s);
 }
 
 static void
+commit_done(void *arg, int result)
+{
+	struct smtpd_session *s = arg;
+	struct spool_envelope *env = s->env;
+	char id[SPOOL_ID_LEN + 1];
+
+	s->env = NULL;
+	memcpy(id, env->id, sizeof(id));
+	if (result == 0) {
+		s->messages++;
+		log_accepted(s, env);
+		/* after a direct attempt, the runner must look for the
+		 * copies it may have left */
+		if (s->direct_tried)
+			deliverq_add(s->srv->deliverq, env, (int64_t)time(NULL));
+		else
+			deliverq_add_new(s->srv->deliverq, env,
+					 (int64_t)time(NULL));
+		env = NULL;
+	} else {
+		log_error("queue id=%s event=commit_failed sess=%08x",
+			  env->id, s->id);
+	}
+	spool_envelope_free(&env);
+	answer_message(s, id, result == 0);
+}
+
+/*
+ * After a direct delivery: done when every recipient has its copy (the
+ * spool file is never written); otherwise the message is committed with
+ * the recipients that have one marked delivered, and queued.
+ */
+static void
+direct_done(void *arg, bool delivered)
+{
+	struct smtpd_session *s = arg;
+	struct spool_envelope *env = s->env;
+	char id[SPOOL_ID_LEN + 1];
+
+	if (!delivered) {
+		spool_msg_commit(&s->msg, env, commit_done, s);
+		return;
+	}
+	s->env = NULL;
+	memcpy(id, env->id, sizeof(id));
+	s->messages++;
+	log_accepted(s, env);
+	spool_envelope_free(&env);
+	spool_msg_abort(&s->msg);
+	answer_message(s, id, true);
+}
+
+/* every recipient has a Maildir here (relay recipients will not) */
+static bool
+all_local(const struct spool_envelope *env)
+{
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].agent != SPOOL_AGENT_LOCAL)
+			return false;
+	}
+	return env->nrcpts > 0;
+}
+
+static void
 on_data_end(struct smtpd_session *s, const struct smtp_event *ev)
 {
+	const void *body;
+	size_t len;
+
 	if (s->msg == NULL || s->env == NULL) {
 		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
 		       "Temporary spool failure, try again later");
@@ -350,7 +413,19 @@ on_data_end(struct smtpd_session *s, const struct smtp_event *ev)
 	s->env->size = spool_msg_size(s->msg);
 	s->committing = true;
 	conn_read_enable(s->conn, false);
-	/* the verdict comes in commit_done, once the message is durable */
+	/*
+	 * A message held in memory for local recipients only is delivered
+	 * before the 250: its durable Maildir copies take the place of the
+	 * spool commit, which saves a file, its writeback and three renames
+	 * per message. The verdict comes in direct_done or commit_done, once
+	 * the message is durable.
+	 */
+	if (all_local(s->env) && spool_msg_body(s->msg, &body, &len)) {
+		s->direct_tried = true;
+		deliverq_direct(s->srv->deliverq, s->env, body, len,
+				direct_done, s);
+		return;
+	}
 	spool_msg_commit(&s->msg, s->env, commit_done, s);
 }
 

@@ -96,7 +96,15 @@ const char *spool_msg_id(const struct spool_msg *m);
 int spool_msg_write(struct spool_msg *m, const void *p, size_t n);
 /* body octets written so far */
 uint64_t spool_msg_size(const struct spool_msg *m);
-/* drops the message and its tmp file */
+/*
+ * The whole body, when all of it is still in memory (none of it was
+ * written to the file yet, and no write failed): true with the body in
+ * *p_r and *len_r, valid until the message is committed or aborted.
+ */
+bool spool_msg_body(const struct spool_msg *m, const void **p_r,
+		    size_t *len_r);
+/* drops the message and its tmp file (a file never written to is kept
+ * ready for the next message) */
 void spool_msg_abort(struct spool_msg **mp);
 
 /*

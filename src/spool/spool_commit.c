@@ -525,15 +525,40 @@ spool_msg_write(struct spool_msg *m, const void *p, size_t n)
 	return 0;
 }
 
+bool
+spool_msg_body(const struct spool_msg *m, const void **p_r, size_t *len_r)
+{
+	if (m->err != 0 || m->flushed)
+		return false;
+	*p_r = m->wbuf + SPOOL_HDR_SIZE;
+	*len_r = m->wlen - SPOOL_HDR_SIZE;
+	return true;
+}
+
 void
 spool_msg_abort(struct spool_msg **mp)
 {
 	struct spool_msg *m = *mp;
+	struct spool *s;
 
 	if (m == NULL)
 		return;
 	*mp = NULL;
-	if (m->err == 0 && m->fd >= 0) {
+	s = m->s;
+	/* room is kept for the files of a refill in flight */
+	unsigned room = SPOOL_RESERVE - (s->refilling ? SPOOL_REFILL : 0);
+	if (m->err == 0 && m->fd >= 0 && !m->flushed &&
+	    s->nreserve < room && !s->draining) {
+		/* nothing was written to it: it is as ready as when it was
+		 * taken from the reserve (its header is still zero) */
+		memmove(&s->reserve[1], &s->reserve[0],
+			s->nreserve * sizeof(s->reserve[0]));
+		memcpy(s->reserve[0].name, m->tmpname, sizeof(m->tmpname));
+		s->reserve[0].fd = m->fd;
+		s->reserve[0].size = m->old_size;
+		s->nreserve++;
+		m->fd = -1;
+	} else if (m->err == 0 && m->fd >= 0) {
 		/* never in queue/: reusable at once (the reopen zeroes the
 		 * header and drops it when it grew too large) */
 		(void)close(m->fd);

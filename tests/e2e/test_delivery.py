@@ -296,3 +296,74 @@ def test_received_for_with_one_accepted_of_two(srv):
         qid = QUEUED_RE.search(r.last).group(1)
     check_delivered(one_file(srv, "bob"), "s@example.org", BASIC, qid=qid,
                     rcpt="bob@example.test")
+
+
+# -- delivery before the 250 ------------------------------------------------
+
+def log_index(lines, *needles):
+    """The index of the first line holding every needle, or None."""
+    for i, line in enumerate(lines):
+        if all(n in line for n in needles):
+            return i
+    return None
+
+
+def test_small_message_is_in_the_maildirs_at_its_250(srv):
+    """A message for local users that fits in memory is delivered before
+    the 250: both copies are in new/ the moment the reply arrives (no
+    waiting), it never reaches the queue, and its deliveries are logged
+    before its acceptance."""
+    rcpts = ["alice@example.test", "bob@example.test"]
+    qid = data_qid(srv, "s@example.org", rcpts, BASIC)
+    for user in ("alice", "bob"):
+        files = maildir_files(srv.maildir(user))
+        assert len(files) == 1, "%s: %d copies at the 250" % (user, len(files))
+        check_delivered(files[0].read_bytes(), "s@example.org", BASIC, qid=qid)
+    assert not (srv.queue_dir() / qid).exists()
+    lines = srv.stderr_text().splitlines()
+    acc = log_index(lines, "queue id=%s event=accepted" % qid)
+    assert acc is not None, tail(srv.stderr_text())
+    for r in rcpts:
+        d = log_index(lines, "deliver id=%s rcpt=<%s>" % (qid, r),
+                      "status=delivered")
+        assert d is not None and d < acc, \
+            "delivery of %s not logged before the acceptance\n%s" % (
+                r, "\n".join(lines[-10:]))
+
+
+def test_failed_recipient_is_queued_the_others_delivered_once(tern_server):
+    """When one recipient's Maildir cannot take the message before the
+    250, the message is committed to the queue with the outcomes of that
+    first attempt: the client still gets 250, alice has her copy at once
+    and is never delivered again, and bob, deferred, gets his once his
+    Maildir is repaired, at the first retry a minute later."""
+    srv = tern_server()
+    bad = srv.maildir("bob")
+    bad.mkdir(parents=True)
+    (bad / "new").write_bytes(b"a file where new/ should be\n")
+    rcpts = ["alice@example.test", "bob@example.test"]
+    qid = data_qid(srv, "s@example.org", rcpts, BASIC)
+    alice = maildir_files(srv.maildir("alice"))
+    assert len(alice) == 1, "alice: %d copies at the 250" % len(alice)
+    assert (srv.queue_dir() / qid).exists(), "not queued for bob"
+    # attempt 1 was before the 250; the queue retries a minute later
+    line = srv.wait_log(r"deliver id=%s rcpt=<bob@example.test> .*status="
+                        r"deferred .*attempts=1" % qid)
+    assert line is not None, tail(srv.stderr_text())
+    (bad / "new").unlink()
+    files = wait_files(bad, 1, timeout=120)
+    assert len(files) == 1, "bob: no copy after the retry\n%s" % tail(
+        srv.stderr_text())
+    check_delivered(files[0].read_bytes(), "s@example.org", BASIC, qid=qid)
+    deadline = time.monotonic() + 10
+    while (srv.queue_dir() / qid).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (srv.queue_dir() / qid).exists(), "still queued when done"
+    assert len(maildir_files(srv.maildir("alice"))) == 1
+    assert len(maildir_files(bad)) == 1
+    delivered_alice = [l for l in srv.stderr_text().splitlines()
+                       if "deliver id=%s rcpt=<alice@example.test>" % qid in l
+                       and "status=delivered" in l]
+    assert len(delivered_alice) == 1, delivered_alice
+    assert srv.wait_log(r"deliver id=%s rcpt=<bob@example.test> .*status="
+                        r"delivered .*attempts=2" % qid, timeout=1)

@@ -458,23 +458,71 @@ test_rcpt_update_and_remove(void **state)
 					 &l), -1);
 }
 
-/* aborting keeps the file for reuse: it is no message's file any more */
+/*
+ * Aborting a message whose bytes are all still in memory hands its file
+ * back to the reserve, untouched: the next message takes it with no
+ * system call. Fails when the abort closes or recycles it instead.
+ */
 static void
-test_abort_recycles(void **state)
+test_abort_unwritten_returns_to_reserve(void **state)
 {
 	struct fix *f = *state;
 	struct spool_msg *m;
 	const char *err;
+	const void *p;
+	size_t n;
+
+	spool_drain(f->s);
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	spool_drain(f->s);  /* no refill in flight from here on */
+	unsigned before = f->s->nreserve;
+	char name[SPOOL_ID_LEN + 1];
+	memcpy(name, m->tmpname, sizeof(name));
+	int fd = m->fd;
+	assert_int_equal(spool_msg_write(m, "partial", 7), 0);
+	assert_true(spool_msg_body(m, &p, &n));
+	assert_int_equal(n, 7);
+	assert_memory_equal(p, "partial", 7);
+	spool_msg_abort(&m);
+	assert_int_equal(f->s->nreserve, before + 1);
+	assert_string_equal(f->s->reserve[0].name, name);
+	assert_int_equal(f->s->reserve[0].fd, fd);
+	assert_int_equal(f->s->nrecycled, 0);
+	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 0);
+	/* the next message takes it, and it was never written */
+	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
+	assert_string_equal(m->tmpname, name);
+	assert_int_equal(ut_file_size(f->dir, "spool/tmp", name), 0);
+	spool_msg_abort(&m);
+}
+
+/*
+ * A message that outgrew its buffer has written its file: it is no
+ * message's file any more, and goes to the recycled names, not the
+ * reserve. Its body is no longer in memory.
+ */
+static void
+test_abort_written_recycles(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m;
+	const char *err;
+	const void *p;
+	size_t n;
 
 	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
 	char name[SPOOL_ID_LEN + 1];
 	memcpy(name, m->tmpname, sizeof(name));
-	assert_int_equal(spool_msg_write(m, "partial", 7), 0);
+	size_t big = SPOOL_WBUF_SIZE + 100;
+	char *body = xmalloc(big);
+	memset(body, 'x', big);
+	assert_int_equal(spool_msg_write(m, body, big), 0);
+	free(body);
+	assert_false(spool_msg_body(m, &p, &n));
 	spool_drain(f->s);  /* the reserve is full: no refill takes it */
 	spool_msg_abort(&m);
 	assert_int_equal(f->s->nrecycled, 1);
 	assert_string_equal(f->s->recycled[0], name);
-	assert_int_equal(count_tmp(f), 0);
 	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 0);
 }
 
@@ -702,8 +750,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rcpt_update_and_remove,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_abort_recycles, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_abort_unwritten_returns_to_reserve, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_abort_written_recycles,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recycle_reuse, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_fsync_n, setup, teardown),
