@@ -615,6 +615,139 @@ test_backoff(void **state)
 	}
 }
 
+/* ---- delivery before the 250 (deliverq_direct) ----------------------- */
+
+struct direct_res {
+	int calls;
+	bool delivered;
+};
+
+static void
+direct_cb(void *arg, bool delivered)
+{
+	struct direct_res *r = arg;
+
+	r->calls++;
+	r->delivered = delivered;
+}
+
+/*
+ * Starts a message in the spool as a session does (its id is the
+ * spool's), with dests as local recipients, and hands its in-memory body
+ * to deliverq_direct(); returns the envelope once the callback ran.
+ */
+static struct spool_envelope *
+direct(struct fix *f, const char *const *dests, size_t n, int64_t t,
+       struct spool_msg **m_r, struct direct_res *r)
+{
+	struct spool_envelope *env = xcalloc(1, sizeof(*env));
+	const char *err;
+	const void *p;
+	size_t len;
+
+	env->mail_from = xstrdup("sender@example.org");
+	env->helo = xstrdup("client.example");
+	env->client_addr = xstrdup("192.0.2.9");
+	env->received_at = t;
+	env->rcpts = xcalloc(n, sizeof(*env->rcpts));
+	env->nrcpts = n;
+	for (size_t i = 0; i < n; i++) {
+		env->rcpts[i].address = xasprintf("%s@example.org", dests[i]);
+		env->rcpts[i].dest = xstrdup(dests[i]);
+		env->rcpts[i].agent = SPOOL_AGENT_LOCAL;
+	}
+	assert_int_equal(spool_msg_new(f->s, m_r, &err), 0);
+	memcpy(env->id, spool_msg_id(*m_r), sizeof(env->id));
+	assert_int_equal(spool_msg_write(*m_r, body, strlen(body)), 0);
+	env->size = strlen(body);
+	assert_true(spool_msg_body(*m_r, &p, &len));
+	deliverq_direct(f->q, env, p, len, direct_cb, r);
+	assert_int_equal(deliverq_direct_pending(f->q), 1);
+	for (int i = 0; i < 300 && r->calls == 0; i++) {
+		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(f->wq);
+	}
+	assert_int_equal(r->calls, 1);
+	assert_int_equal(deliverq_direct_pending(f->q), 0);
+	return env;
+}
+
+/*
+ * Every recipient gets its copy before the callback, under the name a
+ * queued delivery would use (one per Maildir: ally shares alice's), and
+ * nothing reaches the queue.
+ */
+static void
+test_direct_delivers_before_the_callback(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "alice", "bob", "ally" };
+	struct direct_res r = { 0 };
+	struct spool_msg *m;
+	int64_t t = now_s();
+
+	struct spool_envelope *env = direct(f, dests, 3, t, &m, &r);
+	assert_true(r.delivered);
+	char *a = md_name(env, 0), *b = md_name(env, 1);
+	check_one_message(f->md[0], a);
+	check_one_message(f->md[1], b);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(env->rcpts[i].state, SPOOL_RCPT_DELIVERED);
+		assert_int_equal(env->rcpts[i].attempts, 1);
+	}
+	assert_int_equal(deliverq_count(f->q), 0);
+	spool_msg_abort(&m);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
+	spool_envelope_free(&env);
+	free(a);
+	free(b);
+}
+
+/*
+ * A recipient whose Maildir fails comes back deferred as after a queued
+ * first attempt, the other delivered; committed and queued, the message
+ * then reaches dave at the first retry and bob never again.
+ */
+static void
+test_direct_partial_then_queue(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "dave", "bob" };
+	struct direct_res r = { 0 };
+	struct ut_commits c = { 0 };
+	struct spool_msg *m;
+	int64_t t = now_s();
+
+	block_dave(f);
+	struct spool_envelope *env = direct(f, dests, 2, t, &m, &r);
+	assert_false(r.delivered);
+	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_DEFERRED);
+	assert_int_equal(env->rcpts[0].next_try, t + 60);
+	assert_int_equal(env->rcpts[0].attempts, 1);
+	assert_non_null(env->rcpts[0].diag);
+	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
+	assert_null(env->rcpts[1].diag);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);
+
+	spool_msg_commit(&m, env, ut_commit_cb, &c);
+	for (int i = 0; i < 300 && c.calls == 0; i++) {
+		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(f->wq);
+	}
+	assert_int_equal(c.ok, 1);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
+	deliverq_add(f->q, env, t);
+	assert_int_equal(f->q->running, 0);  /* not due before t + 60 */
+	assert_int_equal(unlink(f->md[3]), 0);
+	deliverq_tick(f->q, t + 60);
+	drive_until_count(f, 0);
+	assert_int_equal(ut_count_dir(f->md[3], "new"), 1);
+	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);  /* not again */
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
+}
+
 int
 main(void)
 {
@@ -645,6 +778,11 @@ main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_partial_outcomes_are_recorded, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_direct_delivers_before_the_callback, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_direct_partial_then_queue,
+						setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
