@@ -262,6 +262,7 @@ msg_destroy(struct spool_msg *m)
 	if (m->fd >= 0)
 		(void)close(m->fd);
 	buf_clear(&m->env);
+	m->s->mem_held -= m->wcap;
 	free(m->wbuf);
 	free(m);
 }
@@ -465,6 +466,8 @@ spool_msg_new(struct spool *s, struct spool_msg **msg_r, const char **error_r)
 	/* the body starts after the header, which stays zero until the
 	 * commit writes it */
 	m->wbuf = xmalloc(SPOOL_WBUF_SIZE);
+	m->wcap = SPOOL_WBUF_SIZE;
+	s->mem_held += m->wcap;
 	memset(m->wbuf, 0, SPOOL_HDR_SIZE);
 	m->wlen = SPOOL_HDR_SIZE;
 	*msg_r = m;
@@ -493,6 +496,32 @@ msg_fail(struct spool_msg *m, int err, const char *what)
 	return -1;
 }
 
+/*
+ * A body is kept whole in memory while it is small enough, so that it
+ * can be delivered before the 250 without touching its file
+ * (spool_msg_body): the buffer doubles, up to SPOOL_MEM_MSG_MAX, while
+ * the buffers of all messages stay under SPOOL_MEM_BUDGET. Past either
+ * bound it is written to the file and stays the size it has.
+ */
+static void
+grow(struct spool_msg *m, size_t n)
+{
+	struct spool *s = m->s;
+	size_t want = m->wlen + n, cap = m->wcap;
+
+	if (want > SPOOL_HDR_SIZE + SPOOL_MEM_MSG_MAX)
+		return;
+	while (cap < want)
+		cap *= 2;
+	if (cap > SPOOL_HDR_SIZE + SPOOL_MEM_MSG_MAX)
+		cap = SPOOL_HDR_SIZE + SPOOL_MEM_MSG_MAX;
+	if (s->mem_held - m->wcap + cap > SPOOL_MEM_BUDGET)
+		return;
+	m->wbuf = xrealloc(m->wbuf, cap);
+	s->mem_held += cap - m->wcap;
+	m->wcap = cap;
+}
+
 int
 spool_msg_write(struct spool_msg *m, const void *p, size_t n)
 {
@@ -504,7 +533,9 @@ spool_msg_write(struct spool_msg *m, const void *p, size_t n)
 		return 0;
 	if (__builtin_add_overflow(m->size, (uint64_t)n, &size))
 		return msg_fail(m, EFBIG, "write");
-	if (n <= SPOOL_WBUF_SIZE - m->wlen) {
+	if (n > m->wcap - m->wlen && !m->flushed)
+		grow(m, n);
+	if (n <= m->wcap - m->wlen) {
 		memcpy(m->wbuf + m->wlen, p, n);
 		m->wlen += n;
 		m->size = size;
@@ -514,7 +545,7 @@ spool_msg_write(struct spool_msg *m, const void *p, size_t n)
 		return msg_fail(m, errno, "write");
 	m->wlen = 0;
 	m->flushed = true;
-	if (n >= SPOOL_WBUF_SIZE) {
+	if (n >= m->wcap) {
 		if (io_write_all(m->fd, p, n) < 0)
 			return msg_fail(m, errno, "write");
 	} else {

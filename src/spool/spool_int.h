@@ -23,7 +23,9 @@
 #define SPOOL_RCPTS_MAX    1000000u   /* sanity bound on recipients */
 #define SPOOL_REC_FIXED    32u        /* state record without its diag */
 #define SPOOL_DIAG_MAX     2048u      /* diag bytes kept in a record */
-#define SPOOL_WBUF_SIZE    (64u << 10) /* body write buffer */
+#define SPOOL_WBUF_SIZE    (16u << 10) /* first body buffer */
+#define SPOOL_MEM_MSG_MAX  (1u << 20)  /* body kept in memory up to this */
+#define SPOOL_MEM_BUDGET   (64u << 20) /* growth of all body buffers */
 #define SPOOL_RESERVE      128u       /* tmp files made ready ahead */
 #define SPOOL_REFILL       32u        /* ... by one worker job */
 #define SPOOL_RECYCLE_MAX  1024u      /* files of final messages kept */
@@ -82,7 +84,7 @@ struct spool_msg {
 	const char *err_what;   /* which step failed */
 	uint64_t size;          /* body octets accepted */
 	uint8_t *wbuf;          /* pending bytes not yet written */
-	size_t wlen;
+	size_t wlen, wcap;
 	bool flushed;           /* wbuf was written once: it no longer
 				 * starts with the header's place */
 	struct buf env;         /* encoded envelope, at commit */
@@ -133,6 +135,10 @@ struct spool {
 	unsigned next_n;
 	struct spool_batch *inflight;
 	unsigned inflight_n;
+
+	/* octets of body buffers of live messages (loop thread): a buffer
+	 * grows only while this stays under SPOOL_MEM_BUDGET */
+	size_t mem_held;
 
 	/* tmp/ files made ready on a worker, oldest first (loop thread) */
 	struct spool_slot reserve[SPOOL_RESERVE];

@@ -308,17 +308,25 @@ def log_index(lines, *needles):
     return None
 
 
-def test_small_message_is_in_the_maildirs_at_its_250(srv):
-    """A message for local users that fits in memory is delivered before
-    the 250: both copies are in new/ the moment the reply arrives (no
-    waiting), it never reaches the queue, and its deliveries are logged
-    before its acceptance."""
+def body_of(size):
+    """BASIC's headers and a body of text lines, about size octets."""
+    line = b"x" * 76 + b"\r\n"
+    return BASIC + line * max(0, (size - len(BASIC)) // len(line))
+
+
+@pytest.mark.parametrize("size", [0, 300 * 1024], ids=["small", "300KiB"])
+def test_message_in_memory_is_in_the_maildirs_at_its_250(srv, size):
+    """A message for local users that fits in memory (up to 1 MiB) is
+    delivered before the 250: both copies are in new/ the moment the reply
+    arrives (no waiting), it never reaches the queue, and its deliveries
+    are logged before its acceptance."""
     rcpts = ["alice@example.test", "bob@example.test"]
-    qid = data_qid(srv, "s@example.org", rcpts, BASIC)
+    msg = body_of(size)
+    qid = data_qid(srv, "s@example.org", rcpts, msg)
     for user in ("alice", "bob"):
         files = maildir_files(srv.maildir(user))
         assert len(files) == 1, "%s: %d copies at the 250" % (user, len(files))
-        check_delivered(files[0].read_bytes(), "s@example.org", BASIC, qid=qid)
+        check_delivered(files[0].read_bytes(), "s@example.org", msg, qid=qid)
     assert not (srv.queue_dir() / qid).exists()
     lines = srv.stderr_text().splitlines()
     acc = log_index(lines, "queue id=%s event=accepted" % qid)
@@ -329,6 +337,23 @@ def test_small_message_is_in_the_maildirs_at_its_250(srv):
         assert d is not None and d < acc, \
             "delivery of %s not logged before the acceptance\n%s" % (
                 r, "\n".join(lines[-10:]))
+
+
+def test_message_over_one_mebibyte_goes_through_the_queue(srv):
+    """A body past 1 MiB is not held in memory: it is committed to the
+    queue, answered, and delivered after its acceptance."""
+    msg = body_of(1536 * 1024)
+    qid = data_qid(srv, "s@example.org", ["alice@example.test"], msg)
+    files = wait_files(srv.maildir("alice"), 1)
+    assert len(files) == 1, tail(srv.stderr_text())
+    check_delivered(files[0].read_bytes(), "s@example.org", msg, qid=qid,
+                    rcpt="alice@example.test")
+    assert srv.wait_log(r"deliver id=%s .*status=delivered" % qid)
+    lines = srv.stderr_text().splitlines()
+    acc = log_index(lines, "queue id=%s event=accepted" % qid)
+    d = log_index(lines, "deliver id=%s rcpt=<alice@example.test>" % qid)
+    assert acc is not None and d is not None and acc < d, \
+        "\n".join(lines[-10:])
 
 
 def test_failed_recipient_is_queued_the_others_delivered_once(tern_server):

@@ -142,7 +142,13 @@ static void
 test_commit_and_read(void **state)
 {
 	struct fix *f = *state;
-	static const size_t sizes[] = { 0, 1, 65536 - 64, 65536, 200000 };
+	/* in memory: first buffer, grown; past SPOOL_MEM_MSG_MAX: in the
+	 * file, header written last */
+	static const size_t sizes[] = { 0, 1, SPOOL_WBUF_SIZE - 64,
+					SPOOL_WBUF_SIZE, 200000,
+					SPOOL_MEM_MSG_MAX,
+					SPOOL_MEM_MSG_MAX + 1,
+					SPOOL_MEM_MSG_MAX + 70000 };
 
 	for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
 		size_t n = sizes[t];
@@ -302,8 +308,10 @@ test_write_error_is_sticky(void **state)
 	assert_true(ro >= 0);
 	assert_int_equal(dup2(ro, m->fd), m->fd);
 	close(ro);
-	uint8_t *big = pattern(100000);
-	assert_int_equal(spool_msg_write(m, big, 100000), -1);
+	/* larger than a body kept in memory: it goes to the file */
+	size_t nbig = SPOOL_MEM_MSG_MAX + 1000;
+	uint8_t *big = pattern(nbig);
+	assert_int_equal(spool_msg_write(m, big, nbig), -1);
 	assert_int_equal(spool_msg_write(m, "x", 1), -1);  /* sticky */
 	free(big);
 	assert_int_equal(spool_msg_write(good, "ok\r\n", 4), 0);
@@ -513,7 +521,7 @@ test_abort_written_recycles(void **state)
 	assert_int_equal(spool_msg_new(f->s, &m, &err), 0);
 	char name[SPOOL_ID_LEN + 1];
 	memcpy(name, m->tmpname, sizeof(name));
-	size_t big = SPOOL_WBUF_SIZE + 100;
+	size_t big = SPOOL_MEM_MSG_MAX + 100;
 	char *body = xmalloc(big);
 	memset(body, 'x', big);
 	assert_int_equal(spool_msg_write(m, body, big), 0);
@@ -524,6 +532,57 @@ test_abort_written_recycles(void **state)
 	assert_int_equal(f->s->nrecycled, 1);
 	assert_string_equal(f->s->recycled[0], name);
 	assert_int_equal(ut_count_dir(f->dir, "spool/queue"), 0);
+}
+
+/*
+ * A body stays whole in memory up to SPOOL_MEM_MSG_MAX, and buffers grow
+ * past their first SPOOL_WBUF_SIZE only while all of them together stay
+ * under SPOOL_MEM_BUDGET: past either bound a body goes to its file
+ * (spool_msg_body says no). Fails when a buffer grows past a
+ * bound or stops growing short of it.
+ */
+static void
+test_body_in_memory_bounds(void **state)
+{
+	struct fix *f = *state;
+	struct spool_msg *m[80];
+	const char *err;
+	const void *p;
+	size_t n, chunk = 64u << 10, in_mem = 0, on_disk = 0;
+	char *data = xmalloc(chunk);
+
+	memset(data, 'y', chunk);
+	/* the largest body kept in memory, and one octet more */
+	assert_int_equal(spool_msg_new(f->s, &m[0], &err), 0);
+	for (size_t i = 0; i < SPOOL_MEM_MSG_MAX / chunk; i++)
+		assert_int_equal(spool_msg_write(m[0], data, chunk), 0);
+	assert_true(spool_msg_body(m[0], &p, &n));
+	assert_int_equal(n, SPOOL_MEM_MSG_MAX);
+	assert_int_equal(spool_msg_write(m[0], "z", 1), 0);
+	assert_false(spool_msg_body(m[0], &p, &n));
+	spool_msg_abort(&m[0]);
+	assert_int_equal(f->s->mem_held, 0);
+
+	/* bodies of 1 MiB each until the budget is spent */
+	for (size_t k = 0; k < 80; k++) {
+		assert_int_equal(spool_msg_new(f->s, &m[k], &err), 0);
+		for (size_t i = 0; i < SPOOL_MEM_MSG_MAX / chunk; i++)
+			assert_int_equal(spool_msg_write(m[k], data, chunk), 0);
+		/* only first buffers are made past the budget */
+		assert_true(f->s->mem_held <= SPOOL_MEM_BUDGET +
+					      (k + 1) * SPOOL_WBUF_SIZE);
+		if (spool_msg_body(m[k], &p, &n))
+			in_mem++;
+		else
+			on_disk++;
+	}
+	assert_true(in_mem >= SPOOL_MEM_BUDGET / (SPOOL_MEM_MSG_MAX +
+						   SPOOL_HDR_SIZE) - 2);
+	assert_true(on_disk >= 80 - SPOOL_MEM_BUDGET / SPOOL_MEM_MSG_MAX);
+	for (size_t k = 0; k < 80; k++)
+		spool_msg_abort(&m[k]);
+	assert_int_equal(f->s->mem_held, 0);
+	free(data);
 }
 
 static void
@@ -754,6 +813,8 @@ main(void)
 			test_abort_unwritten_returns_to_reserve, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(test_abort_written_recycles,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_body_in_memory_bounds,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recycle_reuse, setup,
 						teardown),
