@@ -29,8 +29,8 @@
  *
  * Batches (maildir_deliver_n): the steps are the same for every message,
  * done step by step across the batch: look in new/ for all, read each
- * cur/ once for the rest, write every tmp/ file and start its writeback,
- * fsync them all at once (spool_fsync_n), rename each
+ * cur/ once for the rest, write every tmp/ file, make them all durable
+ * at once (spool_sync_batch: one syncfs, or overlapping fsyncs), rename each
  * into new/, then fsync each new/ once. A message is reported delivered
  * only after its new/ fsync, so the caller may drop its spool copy then.
  */
@@ -361,9 +361,10 @@ look_in_cur(struct md_dir *d, struct maildir_item *v, struct md_work *w,
 	}
 }
 
-/* writes tmp/<name> of one item and starts its writeback */
+/* writes tmp/<name> of one item and, unless the batch is synced by file
+ * system, starts its writeback */
 static void
-write_tmp(struct maildir_item *it, struct md_work *w)
+write_tmp(struct maildir_item *it, struct md_work *w, bool by_fs)
 {
 	struct md_dir *d = w->d;
 	const char *what = NULL;
@@ -395,7 +396,8 @@ write_tmp(struct maildir_item *it, struct md_work *w)
 		return;
 	}
 	/* let the writeback of the whole batch overlap */
-	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	if (!by_fs)
+		(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	w->step = MD_WRITTEN;
 }
 
@@ -465,6 +467,12 @@ maildir_deliver_n(struct maildir_item *v, size_t n, const char *hostname)
 	}
 
 	/* 2: write every new copy in tmp/ */
+	size_t nwrite = 0;
+	for (size_t k = 0; k < n; k++) {
+		if (w[k].step == MD_LOOK_CUR || w[k].step == MD_FRESH)
+			nwrite++;
+	}
+	bool by_fs = spool_sync_by_fs(nwrite);
 	for (size_t k = 0; k < n; k++) {
 		struct md_dir *d = w[k].d;
 		switch (w[k].step) {
@@ -481,15 +489,15 @@ maildir_deliver_n(struct maildir_item *v, size_t n, const char *hostname)
 			break;
 		case MD_LOOK_CUR:
 		case MD_FRESH:
-			write_tmp(&v[k], &w[k]);
+			write_tmp(&v[k], &w[k], by_fs);
 			break;
 		default:
 			break;
 		}
 	}
 
-	/* 3: make them all durable (their waits overlap: spool_fsync_n),
-	 * then publish each. Nobody else uses a name, so a rename cannot
+	/* 3: make them all durable (together: spool_sync_batch), then
+	 * publish each. Nobody else uses a name, so a rename cannot
 	 * replace another message, and it leaves no tmp/ link behind */
 	int *fds = xcalloc(n > 0 ? n : 1, sizeof(*fds));
 	int *errs = xcalloc(n > 0 ? n : 1, sizeof(*errs));
@@ -498,7 +506,7 @@ maildir_deliver_n(struct maildir_item *v, size_t n, const char *hostname)
 		if (w[k].step == MD_WRITTEN)
 			fds[nfds++] = w[k].fd;
 	}
-	(void)spool_fsync_n(fds, nfds, false, errs);
+	(void)spool_sync_batch(fds, nfds, false, by_fs, errs);
 	nfds = 0;
 	for (size_t k = 0; k < n; k++) {
 		if (w[k].step != MD_WRITTEN)

@@ -177,6 +177,25 @@ int spool_recover(struct spool *s, spool_recover_cb *cb, void *arg);
  */
 int spool_fsync_n(const int *fds, size_t n, bool datasync, int *errs);
 
+/*
+ * A batch of new files, made durable together (spool_sync.c says how).
+ * spool_sync_by_fs(n), asked before the files are written, says whether
+ * a batch of n will be synced by file system: then starting each file's
+ * writeback early (sync_file_range) only splits the batch's requests.
+ * spool_sync_batch() then makes fds[0..n) durable as spool_fsync_n()
+ * does (same errs and return), by syncfs(2) when by_fs. The caller must
+ * afterwards fsync a directory on each of the files' file systems (it
+ * renames them and fsyncs the directory anyway): that fsync's cache
+ * flush also covers what syncfs writes last on ext4 without a journal.
+ */
+bool spool_sync_by_fs(size_t n);
+int spool_sync_batch(const int *fds, size_t n, bool datasync, bool by_fs,
+		     int *errs);
+
+/* Dirty: + Writeback: of /proc/meminfo's text in KiB, -1 if either is
+ * missing or malformed (exposed for its unit test) */
+long spool_meminfo_unwritten(const char *text, size_t len);
+
 /* how many commits are queued or in flight */
 unsigned spool_commits_pending(const struct spool *s);
 

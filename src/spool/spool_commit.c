@@ -29,9 +29,10 @@
  * are recorded).
  *
  * Group commit: commits arriving while a batch is in flight form the next
- * batch; a batch costs one fdatasync per message (writeback started for
- * all with sync_file_range, then the fdatasyncs run concurrently through
- * spool_fsync_n) plus one fsync of queue/.
+ * batch; a batch is made durable together (spool_sync_batch: one syncfs
+ * of the file system, or, for one message or when the machine holds much
+ * other unwritten data, writeback started for all with sync_file_range
+ * and their fdatasyncs run concurrently) plus one fsync of queue/.
  *
  * Recycling: the file of a final message is not unlinked but moved back
  * into tmp/ and reused for a later message, so that in steady state no
@@ -689,9 +690,11 @@ batch_work(void *arg)
 	struct spool *s = b->s;
 	struct spool_msg *m;
 	unsigned renamed = 0;
+	bool by_fs = spool_sync_by_fs(b->n);
 
 	/* 1: write the rest of the body, the envelope and the header, and
-	 * start writeback of all files so their I/O overlaps */
+	 * (unless syncfs takes them all at once) start writeback of all
+	 * files so their I/O overlaps */
 	for (m = b->head; m != NULL; m = m->next) {
 		if (m->err != 0)
 			continue;
@@ -720,7 +723,9 @@ batch_work(void *arg)
 			(void)msg_fail(m, errno, "truncate");
 			continue;
 		}
-		(void)sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		if (!by_fs)
+			(void)sync_file_range(m->fd, 0, 0,
+					      SYNC_FILE_RANGE_WRITE);
 	}
 	/* 2: make every file durable (all at once), and only then give
 	 * them their queue/ names, so the renames do not interleave with
@@ -732,7 +737,7 @@ batch_work(void *arg)
 		if (m->err == 0)
 			fds[nfds++] = m->fd;
 	}
-	(void)spool_fsync_n(fds, nfds, true, errs);
+	(void)spool_sync_batch(fds, nfds, true, by_fs, errs);
 	nfds = 0;
 	for (m = b->head; m != NULL; m = m->next) {
 		if (m->err == 0 && errs[nfds++] != 0)

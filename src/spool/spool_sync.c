@@ -17,19 +17,51 @@
  * Each thread that calls spool_fsync_n() keeps one AIO context for its
  * whole life (thread-local, never destroyed: io_destroy waits for the
  * context's users and is slow; the kernel frees it at exit).
+ *
+ * Batches by file system (spool_sync_batch). An fsync of a new file
+ * writes that file's data, its inode block and its parent's directory
+ * block, each as a request of its own, and flushes the device cache;
+ * a batch of n files costs n times that, however the waits overlap.
+ * syncfs(2) writes every dirty block of the file system in one pass:
+ * the blocks of files created together sit side by side (data, inodes,
+ * directory blocks), so they go out as a few large requests and one
+ * flush. On the 2-core virtio test machine a batch of 25 new 1 KiB
+ * files took half the CPU time per file (0.06 against 0.12 ms) and half
+ * the wall time. Its durability is the fsync's for every file: syncfs
+ * returns after the data, the inodes and the metadata blocks of the
+ * whole file system are written, and reports any writeback error on it
+ * since the fd was opened (Linux 5.8).
+ *  - syncfs also writes whatever else is dirty on the file system. So
+ *    it is used only while the whole machine holds little unwritten data
+ *    (Dirty + Writeback in /proc/meminfo at most SYNC_FOREIGN_MAX when
+ *    the batch starts); otherwise, and for a batch of one, the files are
+ *    fsynced as above.
+ *  - ext4 without a journal writes part of its metadata (the block
+ *    device's buffers) after syncfs's cache flush. Every caller renames
+ *    its files and then fsyncs their directory, and that fsync flushes
+ *    the cache after all of it; spool.h makes this a requirement.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <linux/aio_abi.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "spool/spool_int.h"
 
 #define SYNC_AIO_MAX 64u   /* iocbs in flight per call and thread */
+/* unwritten data on the machine (KiB) above which a batch is fsynced file
+ * by file rather than paying for others' data with syncfs */
+#define SYNC_FOREIGN_MAX (16u << 10)
+/* files of one batch on distinct file systems, at most (more: fsync) */
+#define SYNC_FS_MAX 8u
 
 static _Thread_local aio_context_t sync_ctx;
 static _Thread_local bool sync_tried;
+static _Thread_local int meminfo_fd = -2;   /* -2: not opened yet */
 
 /* 0 or the errno */
 static int
@@ -114,4 +146,127 @@ spool_fsync_n(const int *fds, size_t n, bool datasync, int *errs)
 			ret = -1;
 	}
 	return ret;
+}
+
+long
+spool_meminfo_unwritten(const char *text, size_t len)
+{
+	static const char *const keys[] = { "Dirty:", "Writeback:" };
+	long total = 0;
+
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		size_t klen = strlen(keys[k]);
+		const char *line = text;
+		const char *end = text + len;
+		bool found = false;
+		while (line < end && !found) {
+			const char *nl = memchr(line, '\n', (size_t)(end - line));
+			const char *eol = nl != NULL ? nl : end;
+			if ((size_t)(eol - line) > klen &&
+			    memcmp(line, keys[k], klen) == 0) {
+				const char *p = line + klen;
+				long v = 0;
+				while (p < eol && *p == ' ')
+					p++;
+				if (p == eol || *p < '0' || *p > '9')
+					return -1;
+				while (p < eol && *p >= '0' && *p <= '9') {
+					if (v > (LONG_MAX - 9) / 10)
+						return -1;
+					v = v * 10 + (*p++ - '0');
+				}
+				if (total > LONG_MAX - v)
+					return -1;
+				total += v;
+				found = true;
+			}
+			line = eol + 1;
+		}
+		if (!found)
+			return -1;
+	}
+	return total;
+}
+
+/* Dirty + Writeback of the whole machine in KiB, or -1 when unknown */
+static long
+unwritten_kib(void)
+{
+	char text[8192];
+
+	if (meminfo_fd == -2)
+		meminfo_fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+	if (meminfo_fd < 0)
+		return -1;
+	ssize_t r = pread(meminfo_fd, text, sizeof(text), 0);
+	if (r <= 0)
+		return -1;
+	return spool_meminfo_unwritten(text, (size_t)r);
+}
+
+bool
+spool_sync_by_fs(size_t n)
+{
+	if (n < 2)
+		return false;
+	long kib = unwritten_kib();
+	return kib >= 0 && kib <= (long)SYNC_FOREIGN_MAX;
+}
+
+/* syncfs of each file system under fds; false when there are too many
+ * or an fstat fails (the caller fsyncs file by file then) */
+static bool
+sync_by_fs(const int *fds, size_t n, int *errs)
+{
+	dev_t dev[SYNC_FS_MAX];
+	int first[SYNC_FS_MAX];
+	int err[SYNC_FS_MAX];
+	size_t *which = xcalloc(n, sizeof(*which));
+	size_t ndev = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		struct stat sb;
+		if (fstat(fds[k], &sb) < 0) {
+			free(which);
+			return false;
+		}
+		size_t d = 0;
+		while (d < ndev && dev[d] != sb.st_dev)
+			d++;
+		if (d == ndev) {
+			if (ndev == SYNC_FS_MAX) {
+				free(which);
+				return false;
+			}
+			dev[ndev] = sb.st_dev;
+			first[ndev++] = fds[k];
+		}
+		which[k] = d;
+	}
+	for (size_t d = 0; d < ndev; d++) {
+		err[d] = 0;
+		while (syncfs(first[d]) < 0) {
+			if (errno != EINTR) {
+				err[d] = errno;
+				break;
+			}
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		errs[k] = err[which[k]];
+	free(which);
+	return true;
+}
+
+int
+spool_sync_batch(const int *fds, size_t n, bool datasync, bool by_fs,
+		 int *errs)
+{
+	if (!by_fs || n < 2 || !sync_by_fs(fds, n, errs))
+		return spool_fsync_n(fds, n, datasync, errs);
+	for (size_t k = 0; k < n; k++) {
+		if (errs[k] != 0)
+			return -1;
+	}
+	return 0;
 }

@@ -696,21 +696,29 @@ test_recycle_reuse(void **state)
 	assert_int_equal(ut_count_dir(f->dir, "spool/corrupt"), 0);
 }
 
+/* n files under the fixture's directory, each holding its own path */
+static void
+open_written(const struct fix *f, const char *prefix, int *fds, int n)
+{
+	char p[256];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(p, sizeof(p), "%s/%s%d", f->dir, prefix, i);
+		fds[i] = open(p, O_RDWR | O_CREAT, 0600);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(write(fds[i], p, strlen(p)),
+				 (ssize_t)strlen(p));
+	}
+}
+
 static void
 test_fsync_n(void **state)
 {
 	struct fix *f = *state;
 	enum { N = 150 };  /* more than one AIO chunk */
 	int fds[N], errs[N];
-	char p[256];
 
-	for (int i = 0; i < N; i++) {
-		snprintf(p, sizeof(p), "%s/f%d", f->dir, i);
-		fds[i] = open(p, O_RDWR | O_CREAT, 0600);
-		assert_true(fds[i] >= 0);
-		assert_int_equal(write(fds[i], p, strlen(p)),
-				 (ssize_t)strlen(p));
-	}
+	open_written(f, "f", fds, N);
 	for (int datasync = 0; datasync < 2; datasync++) {
 		memset(errs, 0xff, sizeof(errs));
 		assert_int_equal(spool_fsync_n(fds, N, datasync, errs), 0);
@@ -730,6 +738,75 @@ test_fsync_n(void **state)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	}
+}
+
+/* a batch synced by file system: every file reported, and a file that
+ * cannot be looked at sends the batch down the fsync path, where it
+ * fails alone */
+static void
+test_sync_batch(void **state)
+{
+	struct fix *f = *state;
+	enum { N = 40 };
+	int fds[N], errs[N];
+
+	open_written(f, "b", fds, N);
+	for (int by_fs = 0; by_fs < 2; by_fs++) {
+		memset(errs, 0xff, sizeof(errs));
+		assert_int_equal(spool_sync_batch(fds, N, true, by_fs, errs),
+				 0);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(errs[i], 0);
+		memset(errs, 0xff, sizeof(errs));
+		assert_int_equal(spool_sync_batch(fds, 1, false, by_fs, errs),
+				 0);
+		assert_int_equal(errs[0], 0);
+		assert_int_equal(spool_sync_batch(fds, 0, false, by_fs, errs),
+				 0);
+	}
+	int bad = fds[3];
+	close(bad);
+	fds[3] = -1;
+	assert_int_equal(spool_sync_batch(fds, N, false, true, errs), -1);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(errs[i], i == 3 ? EBADF : 0);
+	for (int i = 0; i < N; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+	}
+	/* one file is never worth a syncfs */
+	assert_false(spool_sync_by_fs(0));
+	assert_false(spool_sync_by_fs(1));
+}
+
+static void
+test_meminfo_unwritten(void **state)
+{
+	(void)state;
+	static const char ok[] =
+		"MemTotal:       24554496 kB\n"
+		"Dirty:              1234 kB\n"
+		"Writeback:            16 kB\n"
+		"WritebackTmp:     999999 kB\n";
+	assert_int_equal(spool_meminfo_unwritten(ok, strlen(ok)), 1250);
+	/* WritebackTmp: is not Writeback: */
+	static const char tmp_only[] =
+		"Dirty: 5 kB\nWritebackTmp: 7 kB\n";
+	assert_int_equal(spool_meminfo_unwritten(tmp_only,
+						 strlen(tmp_only)), -1);
+	static const char no_dirty[] = "Writeback: 3 kB\n";
+	assert_int_equal(spool_meminfo_unwritten(no_dirty,
+						 strlen(no_dirty)), -1);
+	static const char junk[] = "Dirty: x kB\nWriteback: 3 kB\n";
+	assert_int_equal(spool_meminfo_unwritten(junk, strlen(junk)), -1);
+	static const char huge[] =
+		"Dirty: 99999999999999999999999 kB\nWriteback: 0 kB\n";
+	assert_int_equal(spool_meminfo_unwritten(huge, strlen(huge)), -1);
+	/* the text may end without a newline, and be cut anywhere */
+	static const char cut[] = "Writeback: 2 kB\nDirty: 40";
+	assert_int_equal(spool_meminfo_unwritten(cut, strlen(cut)), 42);
+	assert_int_equal(spool_meminfo_unwritten(cut, 8), -1);
+	assert_int_equal(spool_meminfo_unwritten("", 0), -1);
 }
 
 static void
@@ -819,6 +896,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_recycle_reuse, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_fsync_n, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_batch, setup,
+						teardown),
+		cmocka_unit_test(test_meminfo_unwritten),
 		cmocka_unit_test_setup_teardown(test_second_open_refused,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_creates_parents,
