@@ -183,10 +183,9 @@ int spool_fsync_n(const int *fds, size_t n, bool datasync, int *errs);
  * a batch of n will be synced by file system: then starting each file's
  * writeback early (sync_file_range) only splits the batch's requests.
  * spool_sync_batch() then makes fds[0..n) durable as spool_fsync_n()
- * does (same errs and return), by syncfs(2) when by_fs. The caller must
- * afterwards fsync a directory on each of the files' file systems (it
- * renames them and fsyncs the directory anyway): that fsync's cache
- * flush also covers what syncfs writes last on ext4 without a journal.
+ * does (same errs and return), by syncfs(2) and one cache flush per file
+ * system when by_fs. As with fsync, the files' names are the caller's:
+ * it still fsyncs the directory it renames them into.
  */
 bool spool_sync_by_fs(size_t n);
 int spool_sync_batch(const int *fds, size_t n, bool datasync, bool by_fs,
