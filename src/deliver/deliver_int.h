@@ -19,6 +19,8 @@
 #define DELIVER_RECORD_RETRY     60
 /* messages one delivery job takes (they share fsync waits) */
 #define DELIVER_BATCH_MAX        32
+/* messages one direct batch takes: their sessions wait for one syncfs */
+#define DELIVER_DIRECT_BATCH_MAX 128
 
 /* seconds to wait after the attempts-th failed attempt (attempts >= 1):
  * 1m, 5m, 15m, 30m, 1h, 2h, then every 4h */
@@ -58,6 +60,7 @@ struct deliverq {
 	struct dq_msg *direct_head, **direct_tail; /* waiting direct ones */
 	unsigned direct_running;  /* direct jobs */
 	unsigned direct_msgs;     /* direct messages waiting or running */
+	unsigned direct_waiting;  /* ... waiting */
 	struct dq_msg **heap;   /* waiting messages, min-heap on (due, seq) */
 	size_t nheap, capheap;
 };

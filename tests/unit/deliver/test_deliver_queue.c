@@ -637,8 +637,8 @@ direct_cb(void *arg, bool delivered)
  * to deliverq_direct(); returns the envelope once the callback ran.
  */
 static struct spool_envelope *
-direct(struct fix *f, const char *const *dests, size_t n, int64_t t,
-       struct spool_msg **m_r, struct direct_res *r)
+direct_submit(struct fix *f, const char *const *dests, size_t n, int64_t t,
+	      struct spool_msg **m_r, struct direct_res *r)
 {
 	struct spool_envelope *env = xcalloc(1, sizeof(*env));
 	const char *err;
@@ -662,6 +662,15 @@ direct(struct fix *f, const char *const *dests, size_t n, int64_t t,
 	env->size = strlen(body);
 	assert_true(spool_msg_body(*m_r, &p, &len));
 	deliverq_direct(f->q, env, p, len, direct_cb, r);
+	return env;
+}
+
+static struct spool_envelope *
+direct(struct fix *f, const char *const *dests, size_t n, int64_t t,
+       struct spool_msg **m_r, struct direct_res *r)
+{
+	struct spool_envelope *env = direct_submit(f, dests, n, t, m_r, r);
+
 	assert_int_equal(deliverq_direct_pending(f->q), 1);
 	for (int i = 0; i < 300 && r->calls == 0; i++) {
 		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
@@ -748,6 +757,57 @@ test_direct_partial_then_queue(void **state)
 	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
 }
 
+/*
+ * Group commit of direct batches: what arrives while one runs waits for
+ * it, and a second starts beside it only once a full batch waits; every
+ * message is then delivered once.
+ */
+static void
+test_direct_one_batch_at_a_time(void **state)
+{
+	struct fix *f = *state;
+	static const char *const dests[] = { "bob" };
+	enum { N = 1 + DELIVER_DIRECT_BATCH_MAX + 3 };
+	struct direct_res *r = xcalloc(N, sizeof(*r));
+	struct spool_msg **m = xcalloc(N, sizeof(*m));
+	struct spool_envelope **env = xcalloc(N, sizeof(*env));
+	int64_t t = now_s();
+
+	env[0] = direct_submit(f, dests, 1, t, &m[0], &r[0]);
+	assert_int_equal(f->q->direct_running, 1);
+	for (size_t i = 1; i < DELIVER_DIRECT_BATCH_MAX; i++) {
+		env[i] = direct_submit(f, dests, 1, t, &m[i], &r[i]);
+		assert_int_equal(f->q->direct_running, 1);
+		assert_int_equal(f->q->direct_waiting, i);
+	}
+	/* the waiting batch is full: it goes beside the running one */
+	env[DELIVER_DIRECT_BATCH_MAX] =
+		direct_submit(f, dests, 1, t, &m[DELIVER_DIRECT_BATCH_MAX],
+			      &r[DELIVER_DIRECT_BATCH_MAX]);
+	assert_int_equal(f->q->direct_running, 2);
+	assert_int_equal(f->q->direct_waiting, 0);
+	for (size_t i = DELIVER_DIRECT_BATCH_MAX + 1; i < N; i++)
+		env[i] = direct_submit(f, dests, 1, t, &m[i], &r[i]);
+	assert_int_equal(f->q->direct_running, 2);  /* the workers' limit */
+	assert_int_equal(f->q->direct_waiting, N - DELIVER_DIRECT_BATCH_MAX - 1);
+	for (int i = 0; i < 600 && deliverq_direct_pending(f->q) > 0; i++) {
+		struct pollfd pfd = { .fd = workq_fd(f->wq), .events = POLLIN };
+		(void)poll(&pfd, 1, 100);
+		(void)workq_complete(f->wq);
+	}
+	assert_int_equal(deliverq_direct_pending(f->q), 0);
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_true(r[i].delivered);
+		spool_msg_abort(&m[i]);
+		spool_envelope_free(&env[i]);
+	}
+	assert_int_equal(ut_count_dir(f->md[1], "new"), N);
+	free(r);
+	free(m);
+	free(env);
+}
+
 int
 main(void)
 {
@@ -781,6 +841,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 			test_direct_delivers_before_the_callback, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_direct_one_batch_at_a_time,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_partial_then_queue,
 						setup, teardown),
 		cmocka_unit_test(test_backoff),
