@@ -132,6 +132,8 @@ int io_writev_all(int fd, struct iovec *iov, int n);
 int io_pread_all(int fd, void *p, size_t n, off_t off);
 int io_fsync(int fd);
 int io_fdatasync(int fd);
+/* syncfs(2) of the file system holding fd */
+int io_syncfs(int fd);
 /* mkdir -p; each directory it creates has its parent fsynced */
 int io_mkdir_p(const char *path, unsigned mode);
 

@@ -119,6 +119,12 @@ io_fdatasync(int fd)
 }
 
 int
+io_syncfs(int fd)
+{
+	return sync_retrying(fd, syncfs);
+}
+
+int
 io_mkdir_p(const char *path, unsigned mode)
 {
 	size_t len = strlen(path);

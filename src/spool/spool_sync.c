@@ -67,6 +67,17 @@ static _Thread_local aio_context_t sync_ctx;
 static _Thread_local bool sync_tried;
 static _Thread_local int meminfo_fd = -2;   /* -2: not opened yet */
 
+/* 0 when every errs[k] is 0, else -1 */
+static int
+errs_result(const int *errs, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		if (errs[k] != 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* 0 or the errno */
 static int
 sync_one(int fd, bool datasync)
@@ -139,17 +150,12 @@ int
 spool_fsync_n(const int *fds, size_t n, bool datasync, int *errs)
 {
 	aio_context_t ctx = n > 1 ? sync_context() : 0;
-	int ret = 0;
 
 	for (size_t off = 0; off < n; off += SYNC_AIO_MAX) {
 		size_t m = n - off < SYNC_AIO_MAX ? n - off : SYNC_AIO_MAX;
 		sync_chunk(ctx, fds + off, m, datasync, errs + off);
 	}
-	for (size_t k = 0; k < n; k++) {
-		if (errs[k] != 0)
-			ret = -1;
-	}
-	return ret;
+	return errs_result(errs, n);
 }
 
 long
@@ -184,7 +190,9 @@ spool_meminfo_unwritten(const char *text, size_t len)
 				total += v;
 				found = true;
 			}
-			line = eol + 1;
+			if (nl == NULL)
+				break;
+			line = nl + 1;
 		}
 		if (!found)
 			return -1;
@@ -248,16 +256,9 @@ sync_by_fs(const int *fds, size_t n, int *errs)
 		which[k] = d;
 	}
 	for (size_t d = 0; d < ndev; d++) {
-		err[d] = 0;
-		while (syncfs(first[d]) < 0) {
-			if (errno != EINTR) {
-				err[d] = errno;
-				break;
-			}
-		}
-		/* the cache flush that covers syncfs's last writes (top) */
-		if (err[d] == 0 && io_fdatasync(first[d]) < 0)
-			err[d] = errno;
+		/* and the cache flush that covers its last writes (top) */
+		err[d] = io_syncfs(first[d]) < 0 || io_fdatasync(first[d]) < 0 ?
+			 errno : 0;
 	}
 	for (size_t k = 0; k < n; k++)
 		errs[k] = err[which[k]];
@@ -271,9 +272,5 @@ spool_sync_batch(const int *fds, size_t n, bool datasync, bool by_fs,
 {
 	if (!by_fs || n < 2 || !sync_by_fs(fds, n, errs))
 		return spool_fsync_n(fds, n, datasync, errs);
-	for (size_t k = 0; k < n; k++) {
-		if (errs[k] != 0)
-			return -1;
-	}
-	return 0;
+	return errs_result(errs, n);
 }
