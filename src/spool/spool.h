@@ -36,8 +36,15 @@ enum spool_rcpt_state {
 
 enum spool_agent {
 	SPOOL_AGENT_LOCAL = 0, /* Maildir of a local user */
-	SPOOL_AGENT_RELAY,     /* reserved: outbound SMTP */
+	SPOOL_AGENT_RELAY,     /* outbound SMTP to dest's domain */
 };
+
+/* spool_rcpt.flags */
+#define SPOOL_RCPT_F_FORWARDED  0x01u /* reached through an alias: relayed
+				       * with an SRS sender */
+#define SPOOL_RCPT_F_DELAY_SENT 0x02u /* a delay DSN went out for it */
+#define SPOOL_RCPT_F_DSN_DONE   0x04u /* its final DSN (bounce, success)
+				       * is durable, or none is due */
 
 struct spool_rcpt {
 	char *address;        /* as given in RCPT TO, without <> */
@@ -48,7 +55,14 @@ struct spool_rcpt {
 	enum spool_rcpt_state state;
 	int64_t next_try;     /* DEFERRED: unix time */
 	unsigned attempts;
-	char *diag;           /* last delivery diagnostic, or NULL */
+	char *diag;           /* last delivery diagnostic, or NULL: the
+			       * remote reply ("550 5.1.1 no such user")
+			       * or a local reason */
+	/* since spool format 2 (absent in older files: 0 / NULL) */
+	unsigned flags;       /* SPOOL_RCPT_F_* */
+	char *status;         /* RFC 3463 code of the last outcome, or NULL */
+	char *remote_mta;     /* who answered: "mx.example.org[192.0.2.1]:25" */
+	int64_t last_try;     /* unix time of the last attempt, 0: none */
 };
 
 struct spool_envelope {
@@ -64,6 +78,8 @@ struct spool_envelope {
 	uint64_t size;        /* body octets (the spooled message) */
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
+	/* since spool format 2 */
+	bool held;            /* `tern queue hold`: no delivery until release */
 };
 
 /* deep copy / release of envelopes */
@@ -136,6 +152,11 @@ int spool_rcpt_update(struct spool *s, const char *id, size_t idx,
  */
 int spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
 			const struct spool_rcpt *rcpts, size_t n);
+/*
+ * Records the hold flag of message `id` durably (blocking; any thread),
+ * as a message record after the recipient records. 0 or -1 with errno.
+ */
+int spool_msg_hold(struct spool *s, const char *id, bool held);
 /*
  * Removes messages whose recipients are all final, with every outcome
  * durable (blocking; any thread): a Maildir copy fsynced with its new/

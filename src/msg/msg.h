@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * msg: message text. Pure code (no I/O, no clock: times are passed in):
+ * finding the header block of an RFC 5322 message, and building the
+ * delivery status notifications (RFC 3464 multipart/report, RFC 3461
+ * semantics) that the queue runner sends for bounces, delays and
+ * successes.
+ */
+#ifndef TERN_MSG_H
+#define TERN_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+/*
+ * The length of the header block of msg[0..n): the octets up to and
+ * including the empty line that ends it (CRLF CRLF, or LF LF), or n when
+ * the message has no body.
+ */
+size_t msg_header_len(const uint8_t *msg, size_t n);
+
+/* RFC 3464 §2.3.3 Action values */
+enum msg_dsn_action {
+	MSG_DSN_FAILED = 0,
+	MSG_DSN_DELAYED,
+	MSG_DSN_DELIVERED,
+	MSG_DSN_RELAYED,
+	MSG_DSN_EXPANDED,
+};
+
+struct msg_dsn_rcpt {
+	const char *address;        /* Final-Recipient (rfc822) */
+	const char *orcpt;          /* Original-Recipient as from ORCPT=
+				     * ("rfc822;a@b", xtext), or NULL */
+	enum msg_dsn_action action;
+	const char *status;         /* RFC 3463 "5.1.1"; NULL: derived from
+				     * action (5.0.0 / 4.0.0 / 2.0.0) */
+	const char *remote_mta;     /* host name for Remote-MTA, or NULL */
+	const char *diag;           /* the server's reply ("550 5.1.1 ...")
+				     * for Diagnostic-Code: smtp;, or a local
+				     * reason (X-tern;), or NULL */
+	bool diag_is_smtp;          /* diag is an SMTP reply */
+	int64_t last_attempt;       /* 0: none */
+	int64_t retry_until;        /* DELAYED: Will-Retry-Until, 0: none */
+};
+
+struct msg_dsn {
+	const char *reporting_mta;  /* our host name */
+	const char *from;           /* "MAILER-DAEMON@host" for From: */
+	const char *to;             /* the envelope sender, for To: */
+	const char *message_id;     /* "<id@host>" without the brackets */
+	const char *boundary;       /* unique per message: caller makes it */
+	const char *envid;          /* ENVID= of the original, or NULL */
+	const char *received_from;  /* "dns; helo [addr]" for
+				     * Received-From-MTA, or NULL */
+	int64_t arrival;            /* when the original was received */
+	int64_t now;                /* Date: */
+	unsigned ret;               /* smtp.h enum smtp_dsn_ret: 2 (HDRS)
+				     * returns only the headers */
+	bool smtputf8;              /* the original needs SMTPUTF8: RFC 6533
+				     * message/global-* parts */
+	const uint8_t *orig;        /* the original message as spooled */
+	size_t orig_len;
+	size_t full_max;            /* above this, only the headers return */
+	const struct msg_dsn_rcpt *rcpts;
+	size_t nrcpts;              /* >= 1, all of one kind of report */
+};
+
+/*
+ * Appends the whole notification (header block and body, CRLF line
+ * endings, lines within 998 octets) to out: a multipart/report;
+ * report-type=delivery-status with a human-readable part that says what
+ * happened to each recipient and why, the message/delivery-status part,
+ * and the returned message (message/rfc822, or text/rfc822-headers for
+ * RET=HDRS or a message above full_max). Returns 0, or -1 with *error_r
+ * (static text) when d is not usable.
+ */
+int msg_dsn_build(const struct msg_dsn *d, struct buf *out,
+		  const char **error_r);
+
+#endif
