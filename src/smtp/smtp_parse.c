@@ -553,6 +553,7 @@ static const struct smtp_rej *
 parse_params(char *s, const struct smtp_param *table, struct smtp_esmtp *out)
 {
 	unsigned seen = 0;
+	const char *seen_value[8];
 
 	for (;;) {
 		char *kw, *eq, *v = NULL;
@@ -600,9 +601,20 @@ parse_params(char *s, const struct smtp_param *table, struct smtp_esmtp *out)
 		}
 		if (table[i].name == NULL)
 			return &rej_param_unknown;
-		if ((seen & (1u << i)) != 0)
-			return &rej_param_dup;
+		TN_ASSERT(i < sizeof(seen_value) / sizeof(seen_value[0]));
+		if ((seen & (1u << i)) != 0) {
+			/* the same keyword twice with the same value says
+			 * nothing new: Python's smtplib sends "size=N SIZE=N"
+			 * when its caller passes SIZE, and other servers take
+			 * it; a different value is a contradiction */
+			const char *o = seen_value[i];
+			if ((o == NULL) != (v == NULL) ||
+			    (v != NULL && ascii_strcasecmp(o, v) != 0))
+				return &rej_param_dup;
+			continue;
+		}
 		seen |= 1u << i;
+		seen_value[i] = v;
 		const struct smtp_rej *rej = table[i].parse(v, out);
 		if (rej != NULL)
 			return rej;
