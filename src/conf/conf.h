@@ -9,7 +9,7 @@
  *
  * Syntax: one "key = value" per line; '#' starts a comment; blank lines are
  * ignored. Keys that may repeat (listen, domain, user, alias) add one item
- * per line. Durations take s/m/h suffixes, sizes K/M/G (powers of 1024).
+ * per line. Durations take s/m/h/d suffixes, sizes K/M/G (powers of 1024).
  */
 #ifndef TERN_CONF_H
 #define TERN_CONF_H
@@ -90,8 +90,50 @@ enum conf_log_level {
 #define CONF_DELIVERY_WORKERS_DEFAULT	2
 #define CONF_DELIVERY_WORKERS_MIN	1
 #define CONF_DELIVERY_WORKERS_MAX	64
+#define CONF_RELAY_FROM_DEFAULT		"127.0.0.0/8 ::1/128"
+#define CONF_RELAY_PORT_DEFAULT		25	/* RFC 5321 §4.5.4: port 25 */
+#define CONF_DNS_TIMEOUT_DEFAULT	5
+#define CONF_RETRY_MIN_DEFAULT		300	/* 5m, doubling ... */
+#define CONF_RETRY_MAX_DEFAULT		3600	/* ... up to 1h */
+#define CONF_QUEUE_LIFETIME_DEFAULT	(5 * 86400) /* RFC 5321 §4.5.4.1 */
+#define CONF_QUEUE_LIFETIME_MAX		(60 * 86400)
+#define CONF_DELAY_WARNING_DEFAULT	(4 * 3600)
+#define CONF_RELAY_MX_MAX_DEFAULT	5
+#define CONF_RELAY_ADDRS_MAX_DEFAULT	10
+#define CONF_RELAY_DEST_MAX_DEFAULT	10
+#define CONF_RELAY_SESSIONS_MAX_DEFAULT	100
+#define CONF_RELAY_MSGS_PER_CONN_DEFAULT 100
+#define CONF_RELAY_TIMEOUT_CONNECT_DEFAULT 30
+/* RFC 5321 §4.5.3.2 client timeouts */
+#define CONF_RELAY_TIMEOUT_GREETING_DEFAULT 300	/* §4.5.3.2.1 */
+#define CONF_RELAY_TIMEOUT_COMMAND_DEFAULT  300	/* §4.5.3.2.2-3 */
+#define CONF_RELAY_TIMEOUT_DATA_DEFAULT     120	/* §4.5.3.2.4 */
+#define CONF_RELAY_TIMEOUT_BLOCK_DEFAULT    180	/* §4.5.3.2.5 */
+#define CONF_RELAY_TIMEOUT_DOT_DEFAULT      600	/* §4.5.3.2.6 */
+#define CONF_SRS_MAX_AGE_DEFAULT	21	/* days */
+#define CONF_DSN_RETURN_MAX_DEFAULT	(1ULL << 20)
 /* alias nesting deeper than this is refused by conf_parse() */
 #define CONF_ALIAS_DEPTH_MAX		16
+
+/* a network in CIDR notation: 127.0.0.0/8, ::1/128 */
+struct conf_cidr {
+	unsigned family;          /* 4 or 6 */
+	uint8_t addr[16];         /* network byte order, masked */
+	unsigned prefix;
+};
+
+/* where mail for a domain goes instead of its MX hosts */
+struct conf_relay_host {
+	char *host;               /* host name or address literal */
+	unsigned port;            /* 0: relay_port */
+	bool mx;                  /* false: [host], no MX lookup */
+};
+
+struct conf_route {
+	char *domain;             /* lower-cased */
+	struct conf_relay_host via;
+	unsigned line;
+};
 
 struct tern_conf {
 	char *hostname;           /* hostname */
@@ -120,6 +162,38 @@ struct tern_conf {
 	unsigned timeout_data;    /* timeout_data: between DATA blocks */
 
 	unsigned delivery_workers; /* delivery_workers: delivery threads */
+
+	/* relay */
+	struct conf_cidr *relay_from; /* relay_from: trusted clients */
+	size_t nrelay_from;
+	unsigned relay_port;      /* relay_port: port of MX hosts */
+	char *dns_servers;        /* dns_servers: "" for the system's */
+	unsigned dns_timeout;     /* dns_timeout: seconds per query */
+	char *smarthost;          /* smarthost: "" for none */
+	struct conf_relay_host smarthost_via; /* parsed smarthost */
+	struct conf_route *routes; /* route (repeatable) */
+	size_t nroutes;
+	unsigned retry_min;       /* retry_min: first retry delay */
+	unsigned retry_max;       /* retry_max: longest retry delay */
+	unsigned queue_lifetime;  /* queue_lifetime: then bounce */
+	unsigned delay_warning;   /* delay_warning: delay DSN, 0 never */
+	unsigned relay_mx_max;    /* relay_mx_max: MX hosts per attempt */
+	unsigned relay_addrs_max; /* relay_addrs_max: addresses per attempt */
+	unsigned relay_dest_max;  /* relay_dest_max: connections per
+				   * destination */
+	unsigned relay_sessions_max; /* relay_sessions_max: in all */
+	unsigned relay_msgs_per_conn; /* relay_msgs_per_conn */
+	unsigned relay_timeout_connect;
+	unsigned relay_timeout_greeting;
+	unsigned relay_timeout_command;
+	unsigned relay_timeout_data;
+	unsigned relay_timeout_block;
+	unsigned relay_timeout_dot;
+	char *srs_secret;         /* srs_secret: "" for a generated one */
+	char *srs_domain;         /* srs_domain: "" for hostname */
+	unsigned srs_max_age;     /* srs_max_age: days */
+	uint64_t dsn_return_max;  /* dsn_return_max: larger originals come
+				   * back as headers only */
 
 	/* private to conf: hashed user and alias names for conf_resolve();
 	 * NULL or out of date (users or aliases added by hand) falls back
@@ -166,6 +240,42 @@ void conf_example(struct buf *out);
  */
 int conf_resolve(const struct tern_conf *conf, const char *address,
 		 const struct conf_user ***users_r, size_t *nusers_r);
+
+/*
+ * The full resolution of a recipient in a local domain: the local users
+ * it reaches and the addresses elsewhere that aliases forward it to.
+ * Returns 1 when the address is in a local domain (or is postmaster) and
+ * reaches at least one user or address, else 0. Arrays are heap (free
+ * the arrays only); their elements point into conf.
+ */
+struct conf_targets {
+	const struct conf_user **users;
+	size_t nusers;
+	const char **remotes;     /* addresses in other domains */
+	size_t nremotes;
+};
+int conf_resolve_targets(const struct tern_conf *conf, const char *address,
+			 struct conf_targets *t_r);
+void conf_targets_clear(struct conf_targets *t);
+
+/*
+ * true when the address (family 4: 4 octets, 6: 16 octets, network
+ * order) is in one of relay_from's networks; an IPv4-mapped IPv6 address
+ * is taken as its IPv4 address
+ */
+bool conf_relay_allowed(const struct tern_conf *conf, unsigned family,
+			const uint8_t *addr);
+
+/*
+ * Parses a relay host: "host", "host:port", "[host]", "[host]:port",
+ * "[1.2.3.4]", "[IPv6:::1]:25". 0, or -1 with a heap message.
+ */
+int conf_relay_host_parse(const char *text, struct conf_relay_host *h_r,
+			  char **msg_r);
+void conf_relay_host_clear(struct conf_relay_host *h);
+/* the route or smarthost for a domain (lower-case), or NULL: MX */
+const struct conf_relay_host *conf_route_for(const struct tern_conf *conf,
+					     const char *domain);
 
 /* true when the domain part (no '@') is one of the local domains */
 bool conf_is_local_domain(const struct tern_conf *conf, const char *domain);

@@ -14,7 +14,7 @@ enum conf_type {
 	CONF_T_LOG_LEVEL,	/* enum conf_log_level */
 	CONF_T_UINT,		/* unsigned, a plain decimal number */
 	CONF_T_SIZE,		/* uint64_t octets, K/M/G suffix */
-	CONF_T_DURATION,	/* unsigned seconds, s/m/h suffix */
+	CONF_T_DURATION,	/* unsigned seconds, s/m/h/d suffix */
 	CONF_T_BOOL,		/* bool, yes/no */
 	CONF_T_LIST,		/* repeatable: key->add appends one item */
 };
@@ -51,6 +51,18 @@ extern const size_t conf_nkeys;
 /* <state_dir>/mail/<name>/Maildir, relative when state_dir is */
 char *conf_default_maildir(const char *state_dir, const char *name);
 void conf_alias_clear(struct conf_alias *a);
+
+/* relay keys (conf_relay.c) */
+int conf_relay_from_add(struct tern_conf *conf, char *value, unsigned line,
+			char **msg_r);
+void conf_relay_from_dump(const struct tern_conf *conf, struct buf *out);
+size_t conf_relay_from_count(const struct tern_conf *conf);
+int conf_route_add(struct tern_conf *conf, char *value, unsigned line,
+		   char **msg_r);
+void conf_route_dump(const struct tern_conf *conf, struct buf *out);
+size_t conf_route_count(const struct tern_conf *conf);
+int conf_check_relay_host(char *value, char **msg_r);
+int conf_check_domain_or_empty(char *value, char **msg_r);
 
 /* the table entry for key (len bytes), or NULL */
 const struct conf_key *conf_key_find(const char *key, size_t len);
@@ -104,6 +116,8 @@ struct conf_expansion {
 	size_t nusers, cap;
 	bool *visited;		/* per alias, indexed like conf->aliases */
 	bool remote;		/* reached an address outside local domains */
+	const char **remotes;	/* ... which ones (pointers into conf) */
+	size_t nremotes, capremotes;
 	bool too_deep;		/* nesting passed CONF_ALIAS_DEPTH_MAX */
 };
 

@@ -216,6 +216,16 @@ finish(struct parser *ps, unsigned lastline)
 	for (size_t i = 0; i < conf->naliases; i++)
 		if (check_alias(ps, &conf->aliases[i]) < 0)
 			return -1;
+	if (conf->smarthost[0] != '\0') {
+		char *msg = NULL;
+		/* checked when its line was read (conf_check_relay_host) */
+		int r = conf_relay_host_parse(conf->smarthost,
+					      &conf->smarthost_via, &msg);
+		TN_ASSERT(r == 0);
+	}
+	if (conf->retry_max < conf->retry_min)
+		return fail_at(ps, lastline > 0 ? lastline : 1,
+			       xasprintf("retry_max is below retry_min"));
 	return 0;
 }
 
@@ -287,6 +297,17 @@ conf_free(struct tern_conf **confp)
 	for (size_t i = 0; i < conf->naliases; i++)
 		conf_alias_clear(&conf->aliases[i]);
 	free(conf->aliases);
+	free(conf->relay_from);
+	free(conf->dns_servers);
+	free(conf->smarthost);
+	conf_relay_host_clear(&conf->smarthost_via);
+	for (size_t i = 0; i < conf->nroutes; i++) {
+		free(conf->routes[i].domain);
+		conf_relay_host_clear(&conf->routes[i].via);
+	}
+	free(conf->routes);
+	free(conf->srs_secret);
+	free(conf->srs_domain);
 	conf_index_free(&conf->index);
 	free(conf);
 }

@@ -42,6 +42,7 @@ void
 conf_expansion_clear(struct conf_expansion *x)
 {
 	free(x->users);
+	free(x->remotes);
 	free(x->visited);
 	*x = (struct conf_expansion){ 0 };
 }
@@ -57,6 +58,20 @@ add_user(struct conf_expansion *x, const struct conf_user *u)
 		x->users = xreallocarray(x->users, x->cap, sizeof(*x->users));
 	}
 	x->users[x->nusers++] = u;
+}
+
+static void
+add_remote(struct conf_expansion *x, const char *addr)
+{
+	for (size_t i = 0; i < x->nremotes; i++)
+		if (ascii_strcasecmp(x->remotes[i], addr) == 0)
+			return;
+	if (x->nremotes == x->capremotes) {
+		x->capremotes = x->capremotes == 0 ? 4 : x->capremotes * 2;
+		x->remotes = xreallocarray(x->remotes, x->capremotes,
+					   sizeof(*x->remotes));
+	}
+	x->remotes[x->nremotes++] = addr;
 }
 
 static bool
@@ -105,6 +120,7 @@ expand(const struct tern_conf *conf, const char *name, size_t len,
 			expand(conf, t, (size_t)(at - t), depth + 1, x);
 		} else {
 			x->remote = true;
+			add_remote(x, t);
 		}
 	}
 	return true;
@@ -117,17 +133,15 @@ conf_expand(const struct tern_conf *conf, const char *name, size_t len,
 	return expand(conf, name, len, 0, x);
 }
 
-int
-conf_resolve(const struct tern_conf *conf, const char *address,
-	     const struct conf_user ***users_r, size_t *nusers_r)
+/* expands address into x when it is in a local domain; 1, or 0 when the
+ * address is not local or names nobody */
+static int
+resolve(const struct tern_conf *conf, const char *address,
+	struct conf_expansion *x)
 {
 	const char *local = address, *at;
 	size_t len = strlen(address), llen;
-	struct conf_expansion x;
-	int r;
 
-	*users_r = NULL;
-	*nusers_r = 0;
 	if (len >= 2 && address[0] == '<' && address[len - 1] == '>') {
 		local++;
 		len -= 2;
@@ -152,8 +166,20 @@ conf_resolve(const struct tern_conf *conf, const char *address,
 	/* a quoted local part ("a b"@x) is never a local name */
 	if (llen == 0 || local[0] == '"')
 		return 0;
+	return conf_expand(conf, local, llen, x) ? 1 : 0;
+}
+
+int
+conf_resolve(const struct tern_conf *conf, const char *address,
+	     const struct conf_user ***users_r, size_t *nusers_r)
+{
+	struct conf_expansion x;
+	int r;
+
+	*users_r = NULL;
+	*nusers_r = 0;
 	conf_expansion_init(&x, conf);
-	if (!conf_expand(conf, local, llen, &x))
+	if (resolve(conf, address, &x) == 0)
 		r = 0;
 	else if (x.nusers > 0)
 		r = 1;
@@ -166,4 +192,35 @@ conf_resolve(const struct tern_conf *conf, const char *address,
 	}
 	conf_expansion_clear(&x);
 	return r;
+}
+
+int
+conf_resolve_targets(const struct tern_conf *conf, const char *address,
+		     struct conf_targets *t_r)
+{
+	struct conf_expansion x;
+	int r = 0;
+
+	memset(t_r, 0, sizeof(*t_r));
+	conf_expansion_init(&x, conf);
+	if (resolve(conf, address, &x) == 1 &&
+	    (x.nusers > 0 || x.nremotes > 0)) {
+		t_r->users = x.users;
+		t_r->nusers = x.nusers;
+		t_r->remotes = x.remotes;
+		t_r->nremotes = x.nremotes;
+		x.users = NULL;
+		x.remotes = NULL;
+		r = 1;
+	}
+	conf_expansion_clear(&x);
+	return r;
+}
+
+void
+conf_targets_clear(struct conf_targets *t)
+{
+	free(t->users);
+	free(t->remotes);
+	memset(t, 0, sizeof(*t));
 }

@@ -536,19 +536,160 @@ const struct conf_key conf_keys[] = {
 	  .doc = "How long to wait for a client's next command, and for a "
 		 "client to take the replies it is sent. RFC 5321 "
 		 "§4.5.3.2.7 asks for at least 5 minutes. Seconds, or a "
-		 "number with s, m or h. From 1s to 1h." },
+		 "number with s, m, h or d. From 1s to 1h." },
 	{ .key = "timeout_data", .type = CONF_T_DURATION,
 	  .defnum = CONF_TIMEOUT_DATA_DEFAULT, .min = CONF_TIMEOUT_MIN,
 	  .max = CONF_TIMEOUT_MAX, .offset = OFF(timeout_data),
 	  .doc = "How long to wait for each block of message data after "
 		 "DATA (RFC 5321 §4.5.3.2.5: 3 minutes). Seconds, or a "
-		 "number with s, m or h. From 1s to 1h." },
+		 "number with s, m, h or d. From 1s to 1h." },
 	{ .key = "delivery_workers", .type = CONF_T_UINT,
 	  .defnum = CONF_DELIVERY_WORKERS_DEFAULT,
 	  .min = CONF_DELIVERY_WORKERS_MIN, .max = CONF_DELIVERY_WORKERS_MAX,
 	  .offset = OFF(delivery_workers),
 	  .doc = "Threads that deliver queued mail into Maildirs. From 1 "
 		 "to 64." },
+	{ .key = "relay_from", .type = CONF_T_LIST,
+	  .def = CONF_RELAY_FROM_DEFAULT, .add = conf_relay_from_add,
+	  .dump = conf_relay_from_dump, .count = conf_relay_from_count,
+	  .example = "127.0.0.0/8 ::1/128 192.0.2.0/24",
+	  .doc = "Clients that may send mail to any domain (relay): "
+		 "addresses or networks in CIDR notation, separated by "
+		 "blanks or commas; the line may repeat. Every other client "
+		 "may only send to the local domains, and gets 550 5.7.1 for "
+		 "any other recipient. Default: " CONF_RELAY_FROM_DEFAULT
+		 " (this machine only)." },
+	{ .key = "relay_port", .type = CONF_T_UINT,
+	  .defnum = CONF_RELAY_PORT_DEFAULT, .min = 1, .max = 65535,
+	  .offset = OFF(relay_port),
+	  .doc = "Port of the MX hosts that relayed mail is delivered to "
+		 "(RFC 5321: 25). Another value only makes sense for tests." },
+	{ .key = "dns_servers", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(dns_servers),
+	  .example = "127.0.0.1:53",
+	  .doc = "DNS resolvers for MX and address lookups, as "
+		 "address[:port] separated by commas ([::1]:53 for IPv6). "
+		 "Empty, the default: the system's (/etc/resolv.conf)." },
+	{ .key = "dns_timeout", .type = CONF_T_DURATION,
+	  .defnum = CONF_DNS_TIMEOUT_DEFAULT, .min = 1, .max = 60,
+	  .offset = OFF(dns_timeout),
+	  .doc = "How long one DNS query may take before it is retried. "
+		 "From 1s to 60s." },
+	{ .key = "smarthost", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(smarthost),
+	  .check = conf_check_relay_host, .example = "[smtp.example.net]:587",
+	  .doc = "Send all mail for other domains through this host instead "
+		 "of their MX hosts: host[:port] looks up host's MX records, "
+		 "[host][:port] connects to host itself. Empty, the default: "
+		 "deliver to each domain's MX hosts." },
+	{ .key = "route", .type = CONF_T_LIST,
+	  .add = conf_route_add, .dump = conf_route_dump,
+	  .count = conf_route_count,
+	  .example = "example.com [mail.internal.example]:2525",
+	  .doc = "A route for one domain: domain host[:port] (the same forms "
+		 "as smarthost). Mail for that domain goes there, before any "
+		 "smarthost. One line per domain." },
+	{ .key = "retry_min", .type = CONF_T_DURATION,
+	  .defnum = CONF_RETRY_MIN_DEFAULT, .min = 1, .max = 86400,
+	  .offset = OFF(retry_min),
+	  .doc = "How long a delivery that failed temporarily waits before "
+		 "its first retry; each further retry waits twice as long as "
+		 "the one before, up to retry_max. From 1s to 1d." },
+	{ .key = "retry_max", .type = CONF_T_DURATION,
+	  .defnum = CONF_RETRY_MAX_DEFAULT, .min = 1, .max = 86400,
+	  .offset = OFF(retry_max),
+	  .doc = "The longest wait between two retries. From 1s to 1d." },
+	{ .key = "queue_lifetime", .type = CONF_T_DURATION,
+	  .defnum = CONF_QUEUE_LIFETIME_DEFAULT, .min = 1,
+	  .max = CONF_QUEUE_LIFETIME_MAX, .offset = OFF(queue_lifetime),
+	  .doc = "How long a message is retried, from the time it was "
+		 "received; then every recipient not yet delivered is "
+		 "bounced to the sender. RFC 5321 §4.5.4.1 suggests 4 to 5 "
+		 "days. From 1s to 60d." },
+	{ .key = "delay_warning", .type = CONF_T_DURATION,
+	  .defnum = CONF_DELAY_WARNING_DEFAULT, .min = 0,
+	  .max = CONF_QUEUE_LIFETIME_MAX, .offset = OFF(delay_warning),
+	  .doc = "After this long in the queue the sender gets one delay "
+		 "notice (a DSN with Action: delayed) for recipients that "
+		 "asked for it or did not say (RFC 3461 §4.1). 0 sends none." },
+	{ .key = "relay_mx_max", .type = CONF_T_UINT,
+	  .defnum = CONF_RELAY_MX_MAX_DEFAULT, .min = 1, .max = 100,
+	  .offset = OFF(relay_mx_max),
+	  .doc = "MX hosts tried, most preferred first, in one delivery "
+		 "attempt. From 1 to 100." },
+	{ .key = "relay_addrs_max", .type = CONF_T_UINT,
+	  .defnum = CONF_RELAY_ADDRS_MAX_DEFAULT, .min = 1, .max = 100,
+	  .offset = OFF(relay_addrs_max),
+	  .doc = "Addresses (IPv6 and IPv4, of all MX hosts) tried in one "
+		 "delivery attempt. From 1 to 100." },
+	{ .key = "relay_dest_max", .type = CONF_T_UINT,
+	  .defnum = CONF_RELAY_DEST_MAX_DEFAULT, .min = 1, .max = 1000,
+	  .offset = OFF(relay_dest_max),
+	  .doc = "Connections open at once to one destination (a domain, "
+		 "or a route or smarthost). From 1 to 1000." },
+	{ .key = "relay_sessions_max", .type = CONF_T_UINT,
+	  .defnum = CONF_RELAY_SESSIONS_MAX_DEFAULT, .min = 1, .max = 100000,
+	  .offset = OFF(relay_sessions_max),
+	  .doc = "Outgoing SMTP connections open at once in all. From 1 to "
+		 "100000." },
+	{ .key = "relay_msgs_per_conn", .type = CONF_T_UINT,
+	  .defnum = CONF_RELAY_MSGS_PER_CONN_DEFAULT, .min = 1, .max = 100000,
+	  .offset = OFF(relay_msgs_per_conn),
+	  .doc = "Messages sent over one outgoing connection before it is "
+		 "closed. From 1 to 100000." },
+	{ .key = "relay_timeout_connect", .type = CONF_T_DURATION,
+	  .defnum = CONF_RELAY_TIMEOUT_CONNECT_DEFAULT, .min = 1,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_connect),
+	  .doc = "How long a TCP connection to a remote server may take. "
+		 "From 1s to 1h." },
+	{ .key = "relay_timeout_greeting", .type = CONF_T_DURATION,
+	  .defnum = CONF_RELAY_TIMEOUT_GREETING_DEFAULT, .min = 1,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_greeting),
+	  .doc = "Wait for a remote server's greeting (RFC 5321 §4.5.3.2.1: "
+		 "5 minutes). From 1s to 1h." },
+	{ .key = "relay_timeout_command", .type = CONF_T_DURATION,
+	  .defnum = CONF_RELAY_TIMEOUT_COMMAND_DEFAULT, .min = 1,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_command),
+	  .doc = "Wait for the reply to EHLO, MAIL or RCPT (RFC 5321 "
+		 "§4.5.3.2.2-3: 5 minutes). From 1s to 1h." },
+	{ .key = "relay_timeout_data", .type = CONF_T_DURATION,
+	  .defnum = CONF_RELAY_TIMEOUT_DATA_DEFAULT, .min = 1,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_data),
+	  .doc = "Wait for the reply to DATA (RFC 5321 §4.5.3.2.4: 2 "
+		 "minutes). From 1s to 1h." },
+	{ .key = "relay_timeout_block", .type = CONF_T_DURATION,
+	  .defnum = CONF_RELAY_TIMEOUT_BLOCK_DEFAULT, .min = 1,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_block),
+	  .doc = "Wait for the remote server to take each block of message "
+		 "data (RFC 5321 §4.5.3.2.5: 3 minutes). From 1s to 1h." },
+	{ .key = "relay_timeout_dot", .type = CONF_T_DURATION,
+	  .defnum = CONF_RELAY_TIMEOUT_DOT_DEFAULT, .min = 1,
+	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_dot),
+	  .doc = "Wait for the reply to the end of message data (RFC 5321 "
+		 "§4.5.3.2.6: 10 minutes). From 1s to 1h." },
+	{ .key = "srs_secret", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(srs_secret),
+	  .doc = "Secret of the Sender Rewriting Scheme: mail that an alias "
+		 "forwards to another domain is sent with an SRS sender "
+		 "address, so that SPF at the destination passes and bounces "
+		 "come back here. Empty, the default: a random secret made "
+		 "at the first start and kept in <state_dir>/srs.key." },
+	{ .key = "srs_domain", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(srs_domain),
+	  .check = conf_check_domain_or_empty,
+	  .doc = "Domain of SRS sender addresses; its mail must reach this "
+		 "server. Empty, the default: the first local domain." },
+	{ .key = "srs_max_age", .type = CONF_T_UINT,
+	  .defnum = CONF_SRS_MAX_AGE_DEFAULT, .min = 1, .max = 1000,
+	  .offset = OFF(srs_max_age),
+	  .doc = "Days during which a bounce to an SRS address is accepted. "
+		 "From 1 to 1000." },
+	{ .key = "dsn_return_max", .type = CONF_T_SIZE,
+	  .defnum = CONF_DSN_RETURN_MAX_DEFAULT, .min = 0,
+	  .max = CONF_SIZE_MAX_MAX, .offset = OFF(dsn_return_max),
+	  .doc = "A bounce returns the whole original message up to this "
+		 "size, and only its header above it (RFC 3464 §2: it may be "
+		 "truncated)." },
 };
 
 const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);

@@ -280,6 +280,7 @@ parse_duration(const char *s, uint64_t *v_r)
 	case '\0': case 's': mul = 1; break;
 	case 'm': mul = 60; break;
 	case 'h': mul = 3600; break;
+	case 'd': mul = 86400; break;
 	default: return -1;
 	}
 	if (__builtin_mul_overflow(v, mul, v_r))
@@ -306,7 +307,9 @@ conf_format_size(uint64_t v, struct buf *out)
 void
 conf_format_duration(uint64_t v, struct buf *out)
 {
-	if (v != 0 && v % 3600 == 0)
+	if (v != 0 && v % 86400 == 0)
+		buf_printf(out, "%llud", (unsigned long long)(v / 86400));
+	else if (v != 0 && v % 3600 == 0)
 		buf_printf(out, "%lluh", (unsigned long long)(v / 3600));
 	else if (v != 0 && v % 60 == 0)
 		buf_printf(out, "%llum", (unsigned long long)(v / 60));

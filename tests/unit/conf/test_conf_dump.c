@@ -89,6 +89,42 @@ assert_same(const struct tern_conf *a, const struct tern_conf *b)
 	assert_int_equal(a->timeout_command, b->timeout_command);
 	assert_int_equal(a->timeout_data, b->timeout_data);
 	assert_int_equal(a->delivery_workers, b->delivery_workers);
+	assert_int_equal(a->nrelay_from, b->nrelay_from);
+	for (size_t i = 0; i < a->nrelay_from; i++)
+		assert_memory_equal(&a->relay_from[i], &b->relay_from[i],
+				    sizeof(a->relay_from[i]));
+	assert_int_equal(a->relay_port, b->relay_port);
+	assert_string_equal(a->dns_servers, b->dns_servers);
+	assert_int_equal(a->dns_timeout, b->dns_timeout);
+	assert_string_equal(a->smarthost, b->smarthost);
+	assert_int_equal(a->nroutes, b->nroutes);
+	for (size_t i = 0; i < a->nroutes; i++) {
+		assert_string_equal(a->routes[i].domain, b->routes[i].domain);
+		assert_string_equal(a->routes[i].via.host,
+				    b->routes[i].via.host);
+		assert_int_equal(a->routes[i].via.port, b->routes[i].via.port);
+		assert_int_equal(a->routes[i].via.mx, b->routes[i].via.mx);
+	}
+	assert_int_equal(a->retry_min, b->retry_min);
+	assert_int_equal(a->retry_max, b->retry_max);
+	assert_int_equal(a->queue_lifetime, b->queue_lifetime);
+	assert_int_equal(a->delay_warning, b->delay_warning);
+	assert_int_equal(a->relay_mx_max, b->relay_mx_max);
+	assert_int_equal(a->relay_addrs_max, b->relay_addrs_max);
+	assert_int_equal(a->relay_dest_max, b->relay_dest_max);
+	assert_int_equal(a->relay_sessions_max, b->relay_sessions_max);
+	assert_int_equal(a->relay_msgs_per_conn, b->relay_msgs_per_conn);
+	assert_int_equal(a->relay_timeout_connect, b->relay_timeout_connect);
+	assert_int_equal(a->relay_timeout_greeting,
+			 b->relay_timeout_greeting);
+	assert_int_equal(a->relay_timeout_command, b->relay_timeout_command);
+	assert_int_equal(a->relay_timeout_data, b->relay_timeout_data);
+	assert_int_equal(a->relay_timeout_block, b->relay_timeout_block);
+	assert_int_equal(a->relay_timeout_dot, b->relay_timeout_dot);
+	assert_string_equal(a->srs_secret, b->srs_secret);
+	assert_string_equal(a->srs_domain, b->srs_domain);
+	assert_int_equal(a->srs_max_age, b->srs_max_age);
+	assert_int_equal(a->dsn_return_max, b->dsn_return_max);
 }
 
 /* every key is named at the start of a line: "key =" or "#key =" */
@@ -158,7 +194,36 @@ static const char *const round_trips[] = {
 	"expn = 1\n"
 	"timeout_command = 3599\n"
 	"timeout_data = 61\n"
-	"delivery_workers = 64\n",
+	"delivery_workers = 64\n"
+	"relay_from = 10.1.2.3/8, 2001:DB8::1/32\n"
+	"relay_from = 192.0.2.7\n"
+	"relay_port = 2526\n"
+	"dns_servers = 127.0.0.1:5353,[::1]:53\n"
+	"dns_timeout = 2\n"
+	"smarthost = [IPv6:::1]:587\n"
+	"route = Example.COM [mail.internal.example]:2525\n"
+	"route = example.info relay.example\n"
+	"route = example.biz [192.0.2.9]\n"
+	"retry_min = 1s\n"
+	"retry_max = 1d\n"
+	"queue_lifetime = 7d\n"
+	"delay_warning = 0\n"
+	"relay_mx_max = 1\n"
+	"relay_addrs_max = 100\n"
+	"relay_dest_max = 1000\n"
+	"relay_sessions_max = 3\n"
+	"relay_msgs_per_conn = 1\n"
+	"relay_timeout_connect = 2s\n"
+	"relay_timeout_greeting = 3s\n"
+	"relay_timeout_command = 4s\n"
+	"relay_timeout_data = 5s\n"
+	"relay_timeout_block = 6s\n"
+	"relay_timeout_dot = 7s\n"
+	"srs_secret = s3cret\n"
+	"srs_domain = SRS.Example.org\n"
+	"srs_max_age = 30\n"
+	"dsn_return_max = 0\n",
+	"smarthost = relay.example.net\nuser = x",
 	/* relative state_dir: default maildirs stay implicit */
 	"state_dir = rel\nuser = a\nuser = b /abs/b",
 	"size_max = 2047M\ntimeout_data = 120\nuser = x",
