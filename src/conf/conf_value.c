@@ -454,8 +454,8 @@ conf_key_set(const struct conf_key *k, struct tern_conf *conf, char *value,
 				"a size (a number with an optional K, M or G "
 				"suffix)" :
 				k->type == CONF_T_DURATION ?
-				"a duration (seconds, or a number with an s, m "
-				"or h suffix)" :
+				"a duration (seconds, or a number with an s, m, "
+				"h or d suffix)" :
 				"a number");
 			return -1;
 		}

@@ -274,22 +274,26 @@ static const struct value_case value_cases[] = {
 	  "!timeout_command: \"2h\" is above the maximum 1h" },
 	{ "timeout_command = 5M", "timeout_command",
 	  "!timeout_command: \"5M\" is not a duration (seconds, or a number "
-	  "with an s, m or h suffix)" },
+	  "with an s, m, h or d suffix)" },
 	{ "timeout_command = 1d", "timeout_command",
-	  "!timeout_command: \"1d\" is not a duration (seconds, or a number "
-	  "with an s, m or h suffix)" },
+	  "!timeout_command: \"1d\" is above the maximum 1h" },
+	{ "queue_lifetime = 2d", "queue_lifetime", "2d" },
+	{ "queue_lifetime = 36h", "queue_lifetime", "36h" },
+	{ "timeout_command = 1w", "timeout_command",
+	  "!timeout_command: \"1w\" is not a duration (seconds, or a number "
+	  "with an s, m, h or d suffix)" },
 	{ "timeout_command = 5 m", "timeout_command",
 	  "!timeout_command: \"5 m\" is not a duration (seconds, or a number "
-	  "with an s, m or h suffix)" },
+	  "with an s, m, h or d suffix)" },
 	{ "timeout_command = m", "timeout_command",
 	  "!timeout_command: \"m\" is not a duration (seconds, or a number "
-	  "with an s, m or h suffix)" },
+	  "with an s, m, h or d suffix)" },
 	{ "timeout_command = 5mm", "timeout_command",
 	  "!timeout_command: \"5mm\" is not a duration (seconds, or a number "
-	  "with an s, m or h suffix)" },
+	  "with an s, m, h or d suffix)" },
 	{ "timeout_command = 5124095576030432h", "timeout_command",
 	  "!timeout_command: \"5124095576030432h\" is not a duration "
-	  "(seconds, or a number with an s, m or h suffix)" },
+	  "(seconds, or a number with an s, m, h or d suffix)" },
 	{ "timeout_data = 0", "timeout_data",
 	  "!timeout_data: \"0\" is below the minimum 1s" },
 	{ "timeout_data = 1", "timeout_data", "1s" },
