@@ -69,6 +69,67 @@ struct maildir_item {
  */
 void maildir_deliver_n(struct maildir_item *v, size_t n, const char *hostname);
 
+/* ------------------------------------------------------------------ */
+/*
+ * The relay agent: delivers recipients of queued messages to other mail
+ * servers over SMTP (the smtpc engine on net connections), on the loop
+ * thread. It looks up each destination's route (MX hosts, or a route or
+ * smarthost from the configuration), keeps at most relay_dest_max
+ * connections per destination and relay_sessions_max in all, and sends
+ * several messages over one connection. Bodies are read from the spool
+ * on the worker pool. Each submission ends with one callback that holds
+ * the outcome of every recipient it was given.
+ */
+struct relay;
+struct net_dns;
+struct event_base;
+
+/* the outcome of one recipient of a relay submission */
+struct relay_result {
+	size_t idx;               /* recipient index in the envelope */
+	enum deliver_status st;
+	char *diag;               /* heap: the remote reply ("550 5.1.1 No
+				   * such user") or what went wrong */
+	char status[16];          /* RFC 3463 code: "2.0.0", "5.1.1" */
+	char *remote_mta;         /* heap: "mx.example.org[192.0.2.1]:25",
+				   * or NULL when no server answered */
+	bool peer_dsn;            /* the server offered DSN (so it owns
+				   * NOTIFY=SUCCESS from here) */
+	double delay_queue;       /* seconds: submission to connection */
+	double delay_conn;        /* DNS, connect, greeting, EHLO */
+	double delay_xfer;        /* the transaction */
+};
+
+/*
+ * res[0..n) are the recipients' outcomes, in the order they were given;
+ * the callee may take the heap strings (set them NULL) and the agent
+ * frees the rest after the callback returns.
+ */
+typedef void relay_done_cb(void *arg, void *cookie, struct relay_result *res,
+			   size_t n);
+
+/* conf, spool, wq and dns must outlive the agent */
+struct relay *relay_new(struct event_base *base, struct net_dns *dns,
+			struct spool *spool, struct workq *wq,
+			const struct tern_conf *conf, relay_done_cb *cb,
+			void *arg);
+/* drops every connection at once; submissions not finished get no
+ * callback (their recipients stay as the spool has them) */
+void relay_free(struct relay **rp);
+
+/*
+ * Delivers recipients idx[0..n) of env (their `dest` addresses). env is
+ * borrowed and must stay unchanged until the callback for this cookie.
+ * The callback never runs inside relay_submit().
+ */
+void relay_submit(struct relay *r, const struct spool_envelope *env,
+		  const size_t *idx, size_t n, void *cookie);
+
+/* submissions not yet called back */
+unsigned relay_pending(const struct relay *r);
+
+/* ------------------------------------------------------------------ */
+
 struct deliverq;
 
 /* conf must outlive the runner */
@@ -111,6 +172,12 @@ void deliverq_direct(struct deliverq *q, struct spool_envelope *env,
 		     void *arg);
 /* direct deliveries queued or running (their callbacks not yet run) */
 unsigned deliverq_direct_pending(const struct deliverq *q);
+
+/* the relay agent for relay recipients (set once, before messages are
+ * added); without one they stay pending. Its callback must be
+ * deliverq_relay_done with the runner as its argument. */
+void deliverq_set_relay(struct deliverq *q, struct relay *relay);
+relay_done_cb deliverq_relay_done;
 
 /* starts deliveries that are due; call it about once a second */
 void deliverq_tick(struct deliverq *q, int64_t now);

@@ -12,9 +12,8 @@
 #include <stdint.h>
 
 #include "deliver/deliver.h"
+#include "sched/sched.h"
 
-/* a temporary failure older than this (since received_at) bounces */
-#define DELIVER_EXPIRE_DEFAULT   (5 * 86400)
 /* retry delay after a failed spool update (the delivery repeats, deduped) */
 #define DELIVER_RECORD_RETRY     60
 /* messages one delivery job takes (they share fsync waits) */
@@ -22,9 +21,10 @@
 /* messages one direct batch takes: their sessions wait for one syncfs */
 #define DELIVER_DIRECT_BATCH_MAX 128
 
-/* seconds to wait after the attempts-th failed attempt (attempts >= 1):
- * 1m, 5m, 15m, 30m, 1h, 2h, then every 4h */
-int64_t deliver_backoff(unsigned attempts);
+/* the SRS sender for mail forwarded from `sender` (heap), or NULL when
+ * it cannot be made (deliver_srs.c) */
+char *deliver_srs_sender(const struct tern_conf *conf, const char *sender,
+			 int64_t now);
 
 /* the Maildir name part for recipient idx of env: "<received_at>.<id>_<idx>" */
 char *deliver_unique(const struct spool_envelope *env, size_t idx);
@@ -37,7 +37,8 @@ struct dq_msg {
 	struct spool_envelope *env;
 	int64_t due;            /* INT64_MIN: now; INT64_MAX: nothing to do */
 	uint64_t seq;           /* ties in due keep arrival order */
-	bool running;
+	bool running;           /* in a job, or with the relay agent */
+	bool relaying;          /* ... with the relay agent */
 	bool fresh;             /* committed by this process, never tried */
 	/* a direct delivery (deliverq_direct): env is the caller's, the
 	 * body is in memory, and the message is never queued here */
@@ -46,12 +47,18 @@ struct dq_msg {
 	deliverq_direct_cb *direct_cb;
 	void *direct_arg;
 	struct dq_msg *direct_next;
+	struct dq_msg *relay_next, *relay_prev; /* while relaying */
 };
 
 struct deliverq {
 	struct spool *spool;
 	struct workq *wq;
 	const struct tern_conf *conf;
+	struct sched_policy policy;
+	struct relay *relay;    /* NULL: relay recipients wait */
+	struct dq_msg *relaying; /* messages with the relay agent */
+	unsigned nrelaying;
+	unsigned records;       /* record jobs of relay outcomes running */
 	int64_t now;            /* from the last add or tick */
 	uint64_t seq;
 	unsigned running, max_running; /* jobs */

@@ -67,6 +67,13 @@ struct dq_res {
 	size_t same;               /* else the res it shares a copy with */
 	bool shares;
 	bool recorded;
+	/* relay outcomes */
+	char status[16];           /* RFC 3463 code, "" for the default */
+	char *remote_mta;          /* heap, or NULL */
+	bool relayed;              /* by the relay agent */
+	bool expired;              /* bounced at the end of its life */
+	bool peer_dsn;             /* the server took NOTIFY on from us */
+	double delays[3];          /* queue, connection, transfer */
 };
 
 /* one message of a job */
@@ -85,24 +92,14 @@ struct dq_one {
 struct dq_job {
 	struct deliverq *q;
 	bool direct;               /* a batch of deliverq_direct() */
+	bool record;               /* outcomes of the relay agent: only
+				    * settle, record and remove */
 	int64_t now;
 	struct dq_one *one;
 	size_t n;
 };
 
 /* ---- policy ---------------------------------------------------------- */
-
-int64_t
-deliver_backoff(unsigned attempts)
-{
-	static const int64_t steps[] = { 60, 300, 900, 1800, 3600, 7200,
-					 14400 };
-	size_t n = sizeof(steps) / sizeof(steps[0]);
-
-	if (attempts == 0)
-		attempts = 1;
-	return steps[attempts - 1 < n ? attempts - 1 : n - 1];
-}
 
 char *
 deliver_unique(const struct spool_envelope *env, size_t idx)
@@ -141,25 +138,61 @@ env_final(const struct spool_envelope *env)
 }
 
 static bool
-rcpt_due(const struct spool_rcpt *r, int64_t now)
+rcpt_waits(const struct spool_rcpt *r, int64_t now)
 {
-	if (r->agent != SPOOL_AGENT_LOCAL)
-		return false;
 	return r->state == SPOOL_RCPT_PENDING ||
 	       (r->state == SPOOL_RCPT_DEFERRED && r->next_try <= now);
 }
 
-/* when the message next needs a job */
+/* due for the Maildir agent */
+static bool
+rcpt_due(const struct spool_rcpt *r, int64_t now)
+{
+	return r->agent == SPOOL_AGENT_LOCAL && rcpt_waits(r, now);
+}
+
+/* due for the relay agent (when there is one) */
+static bool
+rcpt_due_relay(const struct deliverq *q, const struct spool_rcpt *r,
+	       int64_t now)
+{
+	return q->relay != NULL && r->agent == SPOOL_AGENT_RELAY &&
+	       rcpt_waits(r, now);
+}
+
+static bool
+msg_due_local(const struct spool_envelope *env, int64_t now)
+{
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (rcpt_due(&env->rcpts[i], now))
+			return true;
+	return false;
+}
+
+static bool
+msg_due_relay(const struct deliverq *q, const struct spool_envelope *env,
+	      int64_t now)
+{
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (rcpt_due_relay(q, &env->rcpts[i], now))
+			return true;
+	return false;
+}
+
+/* when the message next needs an agent */
 static int64_t
-msg_due(const struct spool_envelope *env)
+msg_due(const struct deliverq *q, const struct spool_envelope *env)
 {
 	int64_t due = INT64_MAX;
 
 	if (env_final(env))
 		return INT64_MIN;  /* only the removal is left */
+	if (env->held)
+		return INT64_MAX;  /* until `tern queue release` */
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
-		if (rcpt_final(r) || r->agent != SPOOL_AGENT_LOCAL)
+		if (rcpt_final(r) || (r->agent != SPOOL_AGENT_LOCAL &&
+				      q->relay == NULL))
 			continue;
 		int64_t t = r->state == SPOOL_RCPT_DEFERRED ? r->next_try :
 			    INT64_MIN;
@@ -328,22 +361,44 @@ collect(struct dq_one *o, struct maildir_item *v)
 	o->body_fd = -1;
 }
 
+/* the RFC 3463 code of an outcome: the server's, or one that says what
+ * happened here */
+static void
+res_status(struct dq_res *res)
+{
+	const char *st = NULL;
+
+	if (res->expired)
+		st = "5.4.7";	/* RFC 3463: delivery time expired */
+	else if (res->status[0] != '\0')
+		return;
+	else if (res->st == DELIVER_OK)
+		st = "2.0.0";
+	else if (res->st == DELIVER_PERMFAIL)
+		st = res->maildir == NULL && !res->relayed ? "5.1.1" : "5.0.0";
+	else
+		st = res->relayed ? "4.0.0" : "4.2.0";
+	snprintf(res->status, sizeof(res->status), "%s", st);
+}
+
 /* a temporary failure defers, or bounces once the message is too old */
 static void
 defer_or_expire(const struct dq_job *j, const struct dq_one *o,
 		struct dq_res *res, struct spool_rcpt *r)
 {
-	int64_t age = j->now - o->m->env->received_at;
+	int64_t next;
 
-	if (age >= DELIVER_EXPIRE_DEFAULT) {
+	if (sched_after_tempfail(&j->q->policy, o->m->env->received_at,
+				 r->attempts, j->now, &next) == SCHED_EXPIRE) {
 		char *d = xasprintf("expired: %s", res->diag != NULL ?
 				    res->diag : "temporary failure");
 		free(res->diag);
 		res->diag = d;
 		r->state = SPOOL_RCPT_BOUNCED;
+		res->expired = true;
 	} else {
 		r->state = SPOOL_RCPT_DEFERRED;
-		r->next_try = j->now + deliver_backoff(r->attempts);
+		r->next_try = next;
 	}
 	r->diag = res->diag;
 }
@@ -389,10 +444,12 @@ settle(struct dq_job *j, struct dq_one *o)
 		*r = env->rcpts[res->idx];
 		r->attempts++;
 		r->next_try = 0;
+		r->last_try = j->now;
 		switch (res->st) {
 		case DELIVER_OK:
 			r->state = SPOOL_RCPT_DELIVERED;
-			r->diag = NULL;
+			/* a relayed recipient keeps the server's reply */
+			r->diag = res->relayed ? res->diag : NULL;
 			break;
 		case DELIVER_PERMFAIL:
 			r->state = SPOOL_RCPT_BOUNCED;
@@ -402,6 +459,9 @@ settle(struct dq_job *j, struct dq_one *o)
 			defer_or_expire(j, o, res, r);
 			break;
 		}
+		res_status(res);
+		r->status = res->status;
+		r->remote_mta = res->remote_mta;
 		idx[k] = res->idx;
 		recs[k] = *r;
 	}
@@ -431,8 +491,14 @@ settle(struct dq_job *j, struct dq_one *o)
 		}
 		r->state = res->rec.state;
 		r->next_try = res->rec.next_try;
+		r->last_try = res->rec.last_try;
 		free(r->diag);
 		r->diag = res->rec.diag != NULL ? xstrdup(res->rec.diag) : NULL;
+		free(r->status);
+		r->status = xstrdup(res->status);
+		free(r->remote_mta);
+		r->remote_mta = res->remote_mta != NULL ?
+				xstrdup(res->remote_mta) : NULL;
 		res->recorded = true;
 	}
 	if (o->rec_err == 0 && env_final(env)) {
@@ -443,13 +509,13 @@ settle(struct dq_job *j, struct dq_one *o)
 }
 
 static const char *
-status_name(const struct spool_rcpt *r)
+status_name(const struct spool_rcpt *r, const struct dq_res *res)
 {
 	switch (r->state) {
 	case SPOOL_RCPT_DELIVERED:
-		return "delivered";
+		return res->relayed ? "sent" : "delivered";
 	case SPOOL_RCPT_BOUNCED:
-		return "bounced";
+		return res->expired ? "expired" : "bounced";
 	case SPOOL_RCPT_DEFERRED:
 	case SPOOL_RCPT_PENDING:
 		break;
@@ -466,14 +532,24 @@ wall_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* seconds since the message was received, to the microsecond when the
+ * envelope knows it */
+static double
+since_receipt(const struct spool_envelope *env, double now)
+{
+	double t = env->received_us > 0 ? (double)env->received_us / 1e6 :
+		   (double)env->received_at;
+
+	return now > t ? now - t : 0;
+}
+
+/* one line per recipient and attempt */
 static void
 log_outcomes(const struct dq_one *o, double now)
 {
 	const struct spool_envelope *env = o->m->env;
-	double delay = now - (double)env->received_at;
+	double delay = since_receipt(env, now);
 
-	if (delay < 0)
-		delay = 0;
 	if (o->vanished) {
 		log_error("deliver id=%s event=record status=failed "
 			  "reason=\"message no longer in the spool\"", env->id);
@@ -486,7 +562,7 @@ log_outcomes(const struct dq_one *o, double now)
 	for (size_t k = 0; k < o->n; k++) {
 		const struct dq_res *res = &o->res[k];
 		const struct spool_rcpt *r = &env->rcpts[res->idx];
-		char addr[256], dest[128], reason[512];
+		char addr[256], dest[256], reason[512], relay[320];
 		const char *diag = res->diag;
 
 		log_escape(addr, sizeof(addr), r->address,
@@ -502,10 +578,28 @@ log_outcomes(const struct dq_one *o, double now)
 			diag = "not recorded in the spool";
 		if (diag != NULL)
 			log_escape(reason, sizeof(reason), diag, strlen(diag));
-		log_info("deliver id=%s rcpt=<%s> dest=%s status=%s "
-			 "delay=%.3f attempts=%u%s%s%s", env->id, addr, dest,
-			 status_name(r), delay, r->attempts,
-			 diag != NULL ? " reason=\"" : "",
+		if (!res->relayed) {
+			log_info("deliver id=%s rcpt=<%s> dest=%s status=%s "
+				 "delay=%.3f attempts=%u dsn=%s%s%s%s", env->id,
+				 addr, dest, status_name(r, res), delay,
+				 r->attempts, res->status,
+				 diag != NULL ? " reason=\"" : "",
+				 diag != NULL ? reason : "",
+				 diag != NULL ? "\"" : "");
+			continue;
+		}
+		if (res->remote_mta != NULL)
+			log_escape(relay, sizeof(relay), res->remote_mta,
+				   strlen(res->remote_mta));
+		else
+			(void)snprintf(relay, sizeof(relay), "none");
+		/* Postfix's shape: relay=host[addr]:port delays=a/b/c */
+		log_info("deliver id=%s rcpt=<%s> orcpt=<%s> relay=%s "
+			 "delay=%.3f delays=%.3f/%.3f/%.3f dsn=%s status=%s "
+			 "attempts=%u%s%s%s", env->id, dest, addr, relay, delay,
+			 res->delays[0], res->delays[1], res->delays[2],
+			 res->status, status_name(r, res), r->attempts,
+			 diag != NULL ? " reply=\"" : "",
 			 diag != NULL ? reason : "",
 			 diag != NULL ? "\"" : "");
 	}
@@ -545,6 +639,10 @@ settle_direct(struct dq_job *j, struct dq_one *o)
 		r->diag = res->st != DELIVER_OK && res->diag != NULL ?
 			  xstrdup(res->diag) : NULL;
 		free(old);
+		res_status(res);
+		free(r->status);
+		r->status = xstrdup(res->status);
+		r->last_try = j->now;
 		if (res->st != DELIVER_OK)
 			o->finished = false;
 	}
@@ -560,11 +658,13 @@ job_work(void *arg)
 	struct maildir_item *v = NULL;
 	size_t nv = 0, capv = 0;
 
-	for (size_t i = 0; i < j->n; i++)
-		plan(j, &j->one[i], &v, &nv, &capv);
-	maildir_deliver_n(v, nv, host);
-	for (size_t i = 0; i < j->n; i++)
-		collect(&j->one[i], v);
+	if (!j->record) {
+		for (size_t i = 0; i < j->n; i++)
+			plan(j, &j->one[i], &v, &nv, &capv);
+		maildir_deliver_n(v, nv, host);
+		for (size_t i = 0; i < j->n; i++)
+			collect(&j->one[i], v);
+	}
 	for (size_t k = 0; k < nv; k++)
 		free((char *)(uintptr_t)v[k].unique);
 	free(v);
@@ -606,15 +706,110 @@ job_work(void *arg)
 
 static void run_due(struct deliverq *q);
 static void run_direct(struct deliverq *q);
+static void relay_dispatch(struct deliverq *q, struct dq_msg *m);
+static void job_done(void *arg);
 
 /* frees what a job held for one message, not the message */
 static void
 one_release(struct dq_one *o)
 {
-	for (size_t k = 0; k < o->n; k++)
+	for (size_t k = 0; k < o->n; k++) {
 		free(o->res[k].diag);
+		free(o->res[k].remote_mta);
+	}
 	free(o->res);
 	o->res = NULL;
+}
+
+/* ---- the relay agent ------------------------------------------------ */
+
+/* hands the due relay recipients of m to the relay agent */
+static void
+relay_dispatch(struct deliverq *q, struct dq_msg *m)
+{
+	const struct spool_envelope *env = m->env;
+	size_t *idx = xcalloc(env->nrcpts, sizeof(*idx));
+	size_t n = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (rcpt_due_relay(q, &env->rcpts[i], q->now))
+			idx[n++] = i;
+	TN_ASSERT(n > 0);
+	m->running = true;
+	m->relaying = true;
+	m->relay_prev = NULL;
+	m->relay_next = q->relaying;
+	if (q->relaying != NULL)
+		q->relaying->relay_prev = m;
+	q->relaying = m;
+	q->nrelaying++;
+	relay_submit(q->relay, env, idx, n, m);
+	free(idx);
+}
+
+/*
+ * The relay agent's outcomes for one message: a record job settles them
+ * exactly as a Maildir job settles its own (state records, removal when
+ * final, the log lines), on the worker pool.
+ */
+void
+deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
+		    size_t n)
+{
+	struct deliverq *q = arg;
+	struct dq_msg *m = cookie;
+	struct dq_job *j = xcalloc(1, sizeof(*j));
+	struct dq_one *o;
+
+	if (m->relay_prev != NULL)
+		m->relay_prev->relay_next = m->relay_next;
+	else
+		q->relaying = m->relay_next;
+	if (m->relay_next != NULL)
+		m->relay_next->relay_prev = m->relay_prev;
+	m->relaying = false;
+	q->nrelaying--;
+
+	j->q = q;
+	j->record = true;
+	j->now = q->now;
+	j->one = xcalloc(1, sizeof(*j->one));
+	j->n = 1;
+	o = &j->one[0];
+	o->m = m;
+	o->body_fd = -1;
+	o->res = xcalloc(n > 0 ? n : 1, sizeof(*o->res));
+	/* in recipient order, as settle() and all_delivered() expect */
+	for (size_t k = 0; k < n; k++) {
+		size_t at = o->n;
+		while (at > 0 && o->res[at - 1].idx > res[k].idx) {
+			o->res[at] = o->res[at - 1];
+			at--;
+		}
+		struct dq_res *r = &o->res[at];
+		memset(r, 0, sizeof(*r));
+		r->idx = res[k].idx;
+		r->st = res[k].st;
+		r->diag = res[k].diag;
+		res[k].diag = NULL;
+		r->remote_mta = res[k].remote_mta;
+		res[k].remote_mta = NULL;
+		memcpy(r->status, res[k].status, sizeof(r->status));
+		r->relayed = true;
+		r->peer_dsn = res[k].peer_dsn;
+		r->delays[0] = res[k].delay_queue;
+		r->delays[1] = res[k].delay_conn;
+		r->delays[2] = res[k].delay_xfer;
+		o->n++;
+	}
+	q->records++;
+	workq_submit(q->wq, job_work, job_done, j);
+}
+
+void
+deliverq_set_relay(struct deliverq *q, struct relay *relay)
+{
+	q->relay = relay;
 }
 
 static void
@@ -658,13 +853,20 @@ job_done(void *arg)
 		if (o->finished) {
 			spool_envelope_free(&m->env);
 			free(m);
+		} else if (!j->record && !q->closing &&
+			   msg_due_relay(q, m->env, q->now)) {
+			relay_dispatch(q, m);
 		} else {
-			m->due = msg_due(m->env);
+			m->due = msg_due(q, m->env);
 			heap_push(q, m);
 		}
 	}
-	q->running--;
-	q->running_msgs -= (unsigned)j->n;
+	if (j->record) {
+		q->records--;
+	} else {
+		q->running--;
+		q->running_msgs -= (unsigned)j->n;
+	}
 	free(j->one);
 	free(j);
 	run_due(q);
@@ -683,6 +885,11 @@ start_job(struct deliverq *q)
 	       q->heap[0]->due <= q->now) {
 		struct dq_msg *m = heap_pop(q);
 		const struct spool_envelope *env = m->env;
+		if (!env_final(env) && !msg_due_local(env, q->now) &&
+		    msg_due_relay(q, env, q->now)) {
+			relay_dispatch(q, m);
+			continue;
+		}
 		struct dq_one *o = &j->one[j->n++];
 		o->m = m;
 		o->body_fd = -1;
@@ -708,6 +915,13 @@ start_job(struct deliverq *q)
 static void
 run_due(struct deliverq *q)
 {
+	/* messages that only the relay agent has work for do not wait for
+	 * a job */
+	while (!q->closing && q->nheap > 0 && q->heap[0]->due <= q->now &&
+	       !env_final(q->heap[0]->env) &&
+	       !msg_due_local(q->heap[0]->env, q->now) &&
+	       msg_due_relay(q, q->heap[0]->env, q->now))
+		relay_dispatch(q, heap_pop(q));
 	while (!q->closing && q->running < q->max_running && q->nheap > 0 &&
 	       q->heap[0]->due <= q->now &&
 	       (q->running == 0 || q->nheap >= DELIVER_BATCH_MAX))
@@ -798,6 +1012,16 @@ deliverq_new(struct spool *spool, struct workq *wq,
 	q->max_running = conf->delivery_workers > 0 ? conf->delivery_workers :
 			 1;
 	q->direct_tail = &q->direct_head;
+	/* a limit left at 0 (a hand-made config) takes its default */
+	q->policy = (struct sched_policy){
+		.retry_min = conf->retry_min > 0 ? conf->retry_min :
+			     CONF_RETRY_MIN_DEFAULT,
+		.retry_max = conf->retry_max > 0 ? conf->retry_max :
+			     CONF_RETRY_MAX_DEFAULT,
+		.lifetime = conf->queue_lifetime > 0 ? conf->queue_lifetime :
+			    CONF_QUEUE_LIFETIME_DEFAULT,
+		.delay_warning = conf->delay_warning,
+	};
 	return q;
 }
 
@@ -811,7 +1035,7 @@ deliverq_free(struct deliverq **qp)
 	*qp = NULL;
 	/* the done callbacks of running jobs must run before we go */
 	q->closing = true;
-	while (q->running > 0 || q->direct_msgs > 0) {
+	while (q->running > 0 || q->direct_msgs > 0 || q->records > 0) {
 		run_direct(q);
 		struct pollfd pfd = { .fd = workq_fd(q->wq), .events = POLLIN };
 		(void)poll(&pfd, 1, 100);
@@ -820,6 +1044,14 @@ deliverq_free(struct deliverq **qp)
 	for (size_t i = 0; i < q->nheap; i++) {
 		spool_envelope_free(&q->heap[i]->env);
 		free(q->heap[i]);
+	}
+	/* the relay agent was freed first: these get no outcome now and
+	 * stay in the spool as they are */
+	while (q->relaying != NULL) {
+		struct dq_msg *m = q->relaying;
+		q->relaying = m->relay_next;
+		spool_envelope_free(&m->env);
+		free(m);
 	}
 	free(q->heap);
 	free(q);
@@ -832,20 +1064,10 @@ dq_add(struct deliverq *q, struct spool_envelope *env, int64_t now,
 	struct dq_msg *m = xcalloc(1, sizeof(*m));
 
 	m->fresh = fresh;
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		const struct spool_rcpt *r = &env->rcpts[i];
-		if (r->agent == SPOOL_AGENT_LOCAL || rcpt_final(r))
-			continue;
-		char addr[256];
-		log_escape(addr, sizeof(addr), r->address, strlen(r->address));
-		log_warn("deliver id=%s rcpt=<%s> status=pending "
-			 "reason=\"relay delivery is not available\"", env->id,
-			 addr);
-	}
 	if (now > q->now)
 		q->now = now;
 	m->env = env;
-	m->due = msg_due(env);
+	m->due = msg_due(q, env);
 	m->seq = q->seq++;
 	heap_push(q, m);
 	run_due(q);
@@ -873,5 +1095,6 @@ deliverq_tick(struct deliverq *q, int64_t now)
 unsigned
 deliverq_count(const struct deliverq *q)
 {
-	return (unsigned)q->nheap + q->running_msgs;
+	return (unsigned)q->nheap + q->running_msgs + q->nrelaying +
+	       q->records;
 }

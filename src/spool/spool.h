@@ -80,7 +80,16 @@ struct spool_envelope {
 	size_t nrcpts;
 	/* since spool format 2 */
 	bool held;            /* `tern queue hold`: no delivery until release */
+	int64_t received_us;  /* receipt in microseconds, 0: not known */
+	unsigned dsn_kind;    /* SPOOL_DSN_*: what kind of report this is */
 };
+
+/* spool_envelope.dsn_kind: a notification is never answered by another
+ * one to its null sender, and a report to postmaster about a failed
+ * report is the last word (no loops) */
+#define SPOOL_DSN_NONE    0u  /* an ordinary message */
+#define SPOOL_DSN_REPORT  1u  /* a DSN to the envelope sender */
+#define SPOOL_DSN_DOUBLE  2u  /* a failed DSN, reported to postmaster */
 
 /* deep copy / release of envelopes */
 struct spool_envelope *spool_envelope_dup(const struct spool_envelope *env);

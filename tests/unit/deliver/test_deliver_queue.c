@@ -236,7 +236,7 @@ test_tempfail_then_retry(void **state)
 	drive_until_count(f, 1);
 	env = held_env(f);
 	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_DEFERRED);
-	assert_int_equal(env->rcpts[0].next_try, t + 60);
+	assert_int_equal(env->rcpts[0].next_try, t + CONF_RETRY_MIN_DEFAULT);
 	assert_int_equal(env->rcpts[0].attempts, 1);
 	assert_non_null(env->rcpts[0].diag);
 	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
@@ -295,14 +295,14 @@ test_durable_states(void **state)
 	assert_int_equal(spool_recover(f->s, cb_fn, &c), 1);
 	env = got[0];
 	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_DEFERRED);
-	assert_int_equal(env->rcpts[0].next_try, t + 60);
+	assert_int_equal(env->rcpts[0].next_try, t + CONF_RETRY_MIN_DEFAULT);
 	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
 	assert_int_equal(env->rcpts[2].state, SPOOL_RCPT_BOUNCED);
 	assert_string_equal(env->rcpts[2].diag, "user unknown");
 	/* the runner picks it up after the restart and finishes it */
 	f->q = deliverq_new(f->s, f->wq, &f->conf);
 	assert_int_equal(unlink(f->md[3]), 0);
-	deliverq_add(f->q, env, t + 60);
+	deliverq_add(f->q, env, t + CONF_RETRY_MIN_DEFAULT);
 	drive_until_count(f, 0);
 	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);
 	assert_int_equal(ut_count_dir(f->md[3], "new"), 1);
@@ -317,7 +317,7 @@ test_expiry_bounces(void **state)
 	int64_t t = now_s();
 	block_dave(f);
 	struct spool_envelope *env = commit(f, body, dests, 1,
-					    t - DELIVER_EXPIRE_DEFAULT - 10);
+					    t - CONF_QUEUE_LIFETIME_DEFAULT - 10);
 
 	deliverq_add(f->q, env, t);
 	drive_until_count(f, 0);
@@ -593,26 +593,25 @@ test_partial_outcomes_are_recorded(void **state)
 	f->q = deliverq_new(f->s, f->wq, &f->conf);
 }
 
+/* the runner takes its retry policy from the configuration, with the
+ * defaults for keys a hand-made config left at 0 */
 static void
-test_backoff(void **state)
+test_policy(void **state)
 {
-	static const struct {
-		unsigned attempts;
-		int64_t want;
-	} cases[] = {
-		{ 0, 60 }, { 1, 60 }, { 2, 300 }, { 3, 900 }, { 4, 1800 },
-		{ 5, 3600 }, { 6, 7200 }, { 7, 14400 }, { 8, 14400 },
-		{ 1000, 14400 },
-	};
+	struct fix *f = *state;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int64_t got = deliver_backoff(cases[i].attempts);
-		if (got != cases[i].want)
-			fail_msg("attempts %u: got %lld, want %lld",
-				 cases[i].attempts, (long long)got,
-				 (long long)cases[i].want);
-	}
+	assert_int_equal(f->q->policy.retry_min, CONF_RETRY_MIN_DEFAULT);
+	assert_int_equal(f->q->policy.retry_max, CONF_RETRY_MAX_DEFAULT);
+	assert_int_equal(f->q->policy.lifetime, CONF_QUEUE_LIFETIME_DEFAULT);
+	deliverq_free(&f->q);
+	f->conf.retry_min = 7;
+	f->conf.retry_max = 70;
+	f->conf.queue_lifetime = 700;
+	f->q = deliverq_new(f->s, f->wq, &f->conf);
+	assert_int_equal(f->q->policy.retry_min, 7);
+	assert_int_equal(f->q->policy.retry_max, 70);
+	assert_int_equal(f->q->policy.lifetime, 700);
 }
 
 /* ---- delivery before the 250 (deliverq_direct) ----------------------- */
@@ -732,7 +731,7 @@ test_direct_partial_then_queue(void **state)
 	struct spool_envelope *env = direct(f, dests, 2, t, &m, &r);
 	assert_false(r.delivered);
 	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_DEFERRED);
-	assert_int_equal(env->rcpts[0].next_try, t + 60);
+	assert_int_equal(env->rcpts[0].next_try, t + CONF_RETRY_MIN_DEFAULT);
 	assert_int_equal(env->rcpts[0].attempts, 1);
 	assert_non_null(env->rcpts[0].diag);
 	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
@@ -845,7 +844,7 @@ main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_partial_then_queue,
 						setup, teardown),
-		cmocka_unit_test(test_backoff),
+		cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
