@@ -647,8 +647,9 @@ mx_answer(struct net_dns_query *q, const unsigned char *abuf, int alen)
 	int st;
 
 	st = ares_parse_mx_reply(abuf, alen, &mx);
-	if (st == ARES_ENODATA) {
-		/* the answer held only a CNAME chain, or nothing: implicit */
+	if (st == ARES_ENODATA || (st == ARES_SUCCESS && mx == NULL)) {
+		/* the answer held only a CNAME chain: RFC 5321 §5.1 treats
+		 * the canonical name like the first, and it has no MX */
 		goto implicit;
 	}
 	if (st != ARES_SUCCESS) {
