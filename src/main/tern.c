@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "main/tern_route.h"
 #include "serve/serve.h"
 
 #define TERN_VERSION "0.1.0"
@@ -27,6 +28,7 @@ usage(FILE *f)
 		"usage: tern serve [--config FILE]   run the mail server\n"
 		"       tern check-config FILE       check a configuration and exit\n"
 		"       tern dump-config [--config FILE]  print the effective configuration\n"
+		"       tern route DOMAIN [--dns HOST:PORT] [--no-mx]  show the delivery route\n"
 		"       tern version\n"
 		"Without --config, tern runs its embedded defaults: it listens on\n"
 		"127.0.0.1:2525 and accepts mail for demo@localhost.\n");
@@ -259,6 +261,8 @@ main(int argc, char **argv)
 		}
 		return cmd_check(argv[2]);
 	}
+	if (strcmp(argv[1], "route") == 0)
+		return tern_route_main(argc, argv, load_conf);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("tern %s\n", TERN_VERSION);
 		return 0;

@@ -71,9 +71,9 @@ struct smtpc_params {
  * One server reply. code is the three-digit code; enhanced is the RFC 3463
  * code of its first line ("5.1.1"), or "" when it has none; text is every
  * line's text (after "ddd-"/"ddd " and the enhanced code) joined with
- * single spaces, peer bytes as received (the caller escapes them for
- * logs). Pointers are the engine's, valid until the next call that takes
- * the engine.
+ * single spaces (a line with no text adds nothing), peer bytes as
+ * received (the caller escapes them for logs). Pointers are the engine's,
+ * valid until the next smtpc_feed() or smtpc_free().
  */
 struct smtpc_reply {
 	unsigned code;
@@ -108,7 +108,7 @@ struct smtpc_event {
 	enum smtpc_event_kind kind;
 	size_t rcpt;                /* RESULT: index into smtpc_tx.rcpts */
 	struct smtpc_reply reply;   /* RESULT, FAILED; READY: the EHLO/HELO
-				     * reply */
+				     * reply; BODY: the 354 */
 	const char *error;          /* FAILED: static text */
 };
 
@@ -152,7 +152,10 @@ bool smtpc_next(struct smtpc *c, struct smtpc_event *ev_r);
  * with *error_r (static text) and nothing sent when the server cannot
  * take it: a message that needs 8BITMIME or SMTPUTF8 the server does not
  * offer, or larger than the SIZE it announced. The caller bounces such a
- * message (5.6.x / 5.3.4). The tx and its strings must stay valid until
+ * message (5.6.x / 5.3.4). It also refuses an address or ENVID/ORCPT with
+ * a control character (or a parameter with a space), which would break
+ * the command line, and any transaction once the session is over (FAILED
+ * came meanwhile). The tx and its strings must stay valid until
  * TX_DONE. With PIPELINING, MAIL, every RCPT and DATA go out as one
  * group (RFC 2920 §3.1); otherwise one command per reply.
  * ENVID/RET/NOTIFY/ORCPT are sent only when the server offers DSN.
@@ -163,12 +166,15 @@ int smtpc_begin(struct smtpc *c, const struct smtpc_tx *tx,
 /*
  * Body bytes (after BODY): lines get CRLF endings (a bare CR or LF
  * becomes CRLF) and a leading '.' is doubled (RFC 5321 §4.5.2).
- * smtpc_body_end() ends the last line if needed and sends ".".
+ * smtpc_body_end() ends the last line if needed and sends ".". Both do
+ * nothing once the session is over (a 421 may come while the body is
+ * sent).
  */
 void smtpc_body(struct smtpc *c, const uint8_t *p, size_t n);
 void smtpc_body_end(struct smtpc *c);
 
-/* queues QUIT (after READY or TX_DONE); the session ends at its reply */
+/* queues QUIT (after READY or TX_DONE); the session ends at its reply.
+ * Does nothing once the session is over. */
 void smtpc_quit(struct smtpc *c);
 
 /* the bytes to write; the caller empties it with buf_reset() */
@@ -187,9 +193,11 @@ uint64_t smtpc_size_max(const struct smtpc *c);
 unsigned smtpc_timeout(const struct smtpc *c);
 
 /*
- * What the engine waits for, for a deferral text: "greeting",
- * "EHLO", "MAIL FROM", "RCPT TO", "DATA", "end of data", "QUIT", or
- * "idle".
+ * What the engine waits for, for a deferral text: "greeting", "EHLO",
+ * "HELO", "RSET", "MAIL FROM", "RCPT TO", "DATA", "message body" (the
+ * caller sends it), "end of data", "QUIT", or "idle". With PIPELINING it
+ * names the first reply still awaited. Once the session is over, what
+ * was awaited when it ended.
  */
 const char *smtpc_stage(const struct smtpc *c);
 

@@ -60,3 +60,21 @@ def tern_server(tmp_path, tern_binary):
 def srv(tern_server):
     """A server with the standard test config."""
     return tern_server()
+
+
+# ---- DNS: a private dnsmasq for route and relay tests ----------------------
+# `dns_server` is a dnslib.DnsServer on 127.0.0.1 and a free port, not yet
+# started: add records, then start(). It is stopped (by its PID) at
+# teardown, even when the test failed.
+
+from dnslib import DnsServer  # noqa: E402
+
+
+@pytest.fixture
+def dns_server(tmp_path):
+    if not os.access("/usr/sbin/dnsmasq", os.X_OK):
+        pytest.fail("/usr/sbin/dnsmasq not found (Debian package "
+                    "dnsmasq-base)")
+    dns = DnsServer(tmp_path / "dns")
+    yield dns
+    dns.stop()

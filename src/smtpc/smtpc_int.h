@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * smtpc_int.h: private parts of the SMTP client engine, shared by the
+ * files of src/smtpc/ and by its unit tests. Nothing else includes it.
+ * Like the rest of the engine it knows no sockets, clocks or files.
+ */
+#ifndef TERN_SMTPC_INT_H
+#define TERN_SMTPC_INT_H
+
+#include "smtpc/smtpc.h"
+
+/* NOTIFY= flags (RFC 3461 §4.1), the values of SMTP_NOTIFY_* in smtp.h */
+#define SMTPC_NOTIFY_NEVER   0x01u
+#define SMTPC_NOTIFY_SUCCESS 0x02u
+#define SMTPC_NOTIFY_FAILURE 0x04u
+#define SMTPC_NOTIFY_DELAY   0x08u
+/* BODY= (RFC 6152) and RET= (RFC 3461 §4.3), as in smtp.h */
+#define SMTPC_BODY_7BIT      1u
+#define SMTPC_BODY_8BITMIME  2u
+#define SMTPC_RET_FULL       1u
+#define SMTPC_RET_HDRS       2u
+
+/* RFC 3463 §2: class "." 1*3digit "." 1*3digit, "5.123.123" and a NUL */
+#define SMTPC_ENHANCED_MAX 10
+/* idle buffers larger than this are released at the start of a turn */
+#define SMTPC_IDLE_KEEP 4096
+
+enum smtpc_state {
+	SMTPC_ST_GREETING = 0, /* the 220 is awaited */
+	SMTPC_ST_EHLO,         /* the EHLO reply is awaited */
+	SMTPC_ST_HELO,         /* EHLO was refused; the HELO reply */
+	SMTPC_ST_READY,        /* the caller's turn: begin() or quit() */
+	SMTPC_ST_TX,           /* RSET/MAIL/RCPT/DATA replies awaited */
+	SMTPC_ST_BODY,         /* 354 came: the caller sends the body */
+	SMTPC_ST_DOT,          /* the reply to the final "." is awaited */
+	SMTPC_ST_QUIT,         /* the reply to QUIT is awaited */
+	SMTPC_ST_FAILED,       /* FAILED was queued; input is ignored */
+	SMTPC_ST_CLOSED,       /* QUIT was answered */
+};
+
+/* inside SMTPC_ST_TX: whose reply comes next */
+enum smtpc_step {
+	SMTPC_STEP_RSET = 0,
+	SMTPC_STEP_MAIL,
+	SMTPC_STEP_RCPT,       /* of tx->rcpts[rcpt] */
+	SMTPC_STEP_DATA,
+};
+
+/* what reading a reply gave */
+enum smtpc_rp {
+	SMTPC_RP_MORE = 0,     /* the reply is not complete yet */
+	SMTPC_RP_DONE,         /* c->code, c->enhanced, c->text are set */
+	SMTPC_RP_ERROR,        /* not SMTP, or past a bound */
+};
+
+/* a queued event; with_reply: it carries the last reply read */
+struct smtpc_qev {
+	enum smtpc_event_kind kind;
+	size_t rcpt;
+	bool with_reply;
+	const char *error;
+};
+
+struct smtpc {
+	char *helo_name;
+	size_t reply_max;
+	unsigned reply_lines_max;
+	unsigned t_greeting, t_mail, t_rcpt, t_data, t_block, t_dot;
+
+	enum smtpc_state state;
+	/* FAILED/CLOSED: what was awaited when the session ended */
+	const char *end_stage;
+
+	unsigned ext;              /* SMTPC_EXT_* of the EHLO reply */
+	uint64_t size_max;
+	unsigned ext_new;          /* from the EHLO reply being read */
+	uint64_t size_new;
+
+	/* the reply being read (or the last one, once rp_done) */
+	struct buf line;           /* the current line, without its LF */
+	struct buf text;           /* every line's text, space-joined */
+	size_t rp_total;           /* octets of the reply so far */
+	unsigned rp_lines;         /* complete lines so far */
+	unsigned code;             /* of the first line; 0 before */
+	char enhanced[SMTPC_ENHANCED_MAX];
+	bool rp_done;
+	bool rp_keywords;          /* lines after the first are EHLO keywords */
+
+	/* the open transaction */
+	const struct smtpc_tx *tx;
+	enum smtpc_step step;
+	size_t rcpt;
+	bool *accepted;            /* per recipient: RCPT got 2xx */
+	size_t naccepted;
+	bool mail_refused;
+	bool pipe;                 /* the commands went out as one group */
+	bool need_rset;            /* the last transaction ended early */
+
+	/* body normalisation state, kept across smtpc_body() calls */
+	bool body_bol;             /* at the start of a line */
+	bool body_cr;              /* a CR came; is it followed by LF? */
+
+	struct buf out;
+
+	struct smtpc_qev *q;
+	size_t qcap, qhead, qlen;
+};
+
+/* smtpc_reply.c */
+/* reads reply octets; returns the octets used, the outcome in *rp_r and,
+ * for SMTPC_RP_ERROR, a static text in *error_r */
+size_t smtpc_reply_feed(struct smtpc *c, const uint8_t *p, size_t n,
+			enum smtpc_rp *rp_r, const char **error_r);
+/* forgets the last reply (the caller is done with its pointers) */
+void smtpc_reply_reset(struct smtpc *c);
+/* length of an RFC 3463 code of class `cls` at the start of t, else 0 */
+size_t smtpc_enhanced_len(const char *t, size_t n, unsigned cls);
+
+/* smtpc_engine.c */
+void smtpc_ev_push(struct smtpc *c, enum smtpc_event_kind kind, size_t rcpt,
+		   bool with_reply);
+void smtpc_fail(struct smtpc *c, bool with_reply, const char *error);
+void smtpc_out_str(struct smtpc *c, const char *s);
+/* one line of the EHLO reply after the first: a keyword and its params */
+void smtpc_ehlo_keyword(struct smtpc *c, const char *t, size_t n);
+
+/* smtpc_tx.c */
+void smtpc_tx_reply(struct smtpc *c);
+void smtpc_dot_reply(struct smtpc *c);
+void smtpc_tx_clear(struct smtpc *c);
+
+#endif
