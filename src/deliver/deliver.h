@@ -95,6 +95,8 @@ struct relay_result {
 				   * or NULL when no server answered */
 	bool peer_dsn;            /* the server offered DSN (so it owns
 				   * NOTIFY=SUCCESS from here) */
+	bool skipped;             /* not attempted (relay_stop): its state
+				   * stays as it was */
 	double delay_queue;       /* seconds: submission to connection */
 	double delay_conn;        /* DNS, connect, greeting, EHLO */
 	double delay_xfer;        /* the transaction */
@@ -127,6 +129,15 @@ void relay_submit(struct relay *r, const struct spool_envelope *env,
 
 /* submissions not yet called back */
 unsigned relay_pending(const struct relay *r);
+
+/*
+ * A graceful stop: no connection or transaction starts any more; items
+ * still waiting come back at once as `skipped` (no attempt was made),
+ * transactions in flight finish. relay_busy() counts the connections
+ * left.
+ */
+void relay_stop(struct relay *r);
+unsigned relay_busy(const struct relay *r);
 
 /* ------------------------------------------------------------------ */
 

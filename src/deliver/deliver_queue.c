@@ -781,6 +781,8 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 	o->res = xcalloc(n > 0 ? n : 1, sizeof(*o->res));
 	/* in recipient order, as settle() and all_delivered() expect */
 	for (size_t k = 0; k < n; k++) {
+		if (res[k].skipped)
+			continue;   /* not attempted: nothing to record */
 		size_t at = o->n;
 		while (at > 0 && o->res[at - 1].idx > res[k].idx) {
 			o->res[at] = o->res[at - 1];
@@ -801,6 +803,16 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 		r->delays[1] = res[k].delay_conn;
 		r->delays[2] = res[k].delay_xfer;
 		o->n++;
+	}
+	if (o->n == 0) {
+		/* nothing was attempted: the message waits as it was */
+		free(o->res);
+		free(j->one);
+		free(j);
+		m->running = false;
+		m->due = msg_due(q, m->env);
+		heap_push(q, m);
+		return;
 	}
 	q->records++;
 	workq_submit(q->wq, job_work, job_done, j);

@@ -705,7 +705,7 @@ read_start(struct relay_conn *rc)
 {
 	struct relay_read *rd = rc->rd;
 
-	if (rd->busy || rc->r->closing)
+	if (rd->busy)
 		return;
 	rd->busy = true;
 	workq_submit(rc->r->wq, read_work, read_done, rd);
@@ -1139,6 +1139,44 @@ relay_pending(const struct relay *r)
 	return r->nsubs;
 }
 
+unsigned
+relay_busy(const struct relay *r)
+{
+	return r != NULL ? r->nconns : 0;
+}
+
+void
+relay_stop(struct relay *r)
+{
+	struct relay_conn *rc, *next;
+
+	if (r == NULL || r->closing)
+		return;
+	r->closing = true;
+	for (struct relay_dest *d = r->dests; d != NULL; d = d->next) {
+		struct relay_item *it;
+		net_dns_cancel(&d->q);
+		while ((it = dest_pop(d)) != NULL) {
+			for (size_t k = 0; k < it->n; k++) {
+				it->sub->res[it->slot[k]].skipped = true;
+				it->answered[k] = true;
+			}
+			item_done(it);
+		}
+	}
+	for (rc = r->conns; rc != NULL; rc = next) {
+		next = rc->next;
+		if (rc->item != NULL)
+			continue;    /* its transaction finishes */
+		if (rc->ready && rc->conn != NULL) {
+			smtpc_quit(rc->c);
+			conn_flush(rc);
+		} else {
+			conn_detach(rc);
+		}
+	}
+}
+
 /* the domain of an address, lower-cased, without a trailing dot */
 static char *
 addr_domain(const char *addr)
@@ -1226,4 +1264,26 @@ relay_submit(struct relay *r, const struct spool_envelope *env,
 	free(dests);
 	/* connections start after this turn: no callback inside submit */
 	event_active(r->reap_ev, 0, 0);
+}
+
+char *
+deliver_srs_sender(const struct tern_conf *conf, const char *sender,
+		   int64_t now)
+{
+	const char *domain = conf->srs_domain != NULL &&
+			     conf->srs_domain[0] != '\0' ? conf->srs_domain :
+			     conf->ndomains > 0 ? conf->domains[0] : NULL;
+	const char *err = NULL;
+	char *out = NULL;
+
+	if (domain == NULL || conf->srs_secret == NULL ||
+	    deliver_srs_forward(conf->srs_secret, domain, sender, now, &out,
+				&err) < 0) {
+		char e[300];
+		log_warn("relay event=srs sender=<%s> error=\"%s\"",
+			 log_escape(e, sizeof(e), sender, strlen(sender)),
+			 err != NULL ? err : "no SRS domain or secret");
+		return NULL;
+	}
+	return out;
 }

@@ -13,6 +13,8 @@
 
 /* a graceful stop gives sessions this long to take their 421 */
 #define SERVE_STOP_GRACE_SECONDS 10
+/* tries of one DNS query, each dns_timeout long */
+#define SERVE_DNS_TRIES 2
 
 static void
 workq_ready(evutil_socket_t fd, short what, void *arg)
@@ -29,6 +31,8 @@ tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	deliverq_tick(srv->deliverq, (int64_t)time(NULL));
+	if (srv->stopping)
+		serve_maybe_exit(srv);
 }
 
 static void
@@ -64,6 +68,17 @@ serve_start(struct tern_server *srv, char **error_r)
 	}
 	free(spool_dir);
 	srv->deliverq = deliverq_new(srv->spool, srv->deliver_wq, conf);
+	if (net_dns_new(srv->base, conf->dns_servers[0] != '\0' ?
+			conf->dns_servers : NULL, conf->dns_timeout * 1000,
+			SERVE_DNS_TRIES, &srv->dns, &error) < 0) {
+		*error_r = xasprintf("cannot start the DNS resolver: %s",
+				     error);
+		return -1;
+	}
+	srv->relay = relay_new(srv->base, srv->dns, srv->spool,
+			       srv->deliver_wq, conf, deliverq_relay_done,
+			       srv->deliverq);
+	deliverq_set_relay(srv->deliverq, srv->relay);
 	n = spool_recover(srv->spool, recovered, srv);
 	if (n < 0) {
 		*error_r = xasprintf("spool recovery failed");
@@ -116,7 +131,8 @@ serve_maybe_exit(struct tern_server *srv)
 	if (!srv->stopping)
 		return;
 	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0 &&
-	    deliverq_direct_pending(srv->deliverq) == 0)
+	    deliverq_direct_pending(srv->deliverq) == 0 &&
+	    relay_busy(srv->relay) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 
@@ -133,6 +149,8 @@ serve_stop(struct tern_server *srv)
 		net_listener_free(&srv->listeners[i]);
 	srv->stop_ev = event_new(srv->base, -1, 0, stop_deadline, srv);
 	event_add(srv->stop_ev, &grace);
+	/* transactions in flight finish; nothing new starts */
+	relay_stop(srv->relay);
 	smtpd_shutdown_all(srv);
 	serve_maybe_exit(srv);
 }
@@ -161,6 +179,10 @@ serve_free(struct tern_server *srv)
 		net_listener_free(&srv->listeners[i]);
 	free(srv->listeners);
 	srv->listeners = NULL;
+	/* outbound connections go first: what they had not finished gets
+	 * no outcome and stays queued as it was */
+	relay_free(&srv->relay);
+	net_dns_free(&srv->dns);
 	/* finish deliveries in flight; what is not started stays queued */
 	deliverq_free(&srv->deliverq);
 	spool_free(&srv->spool);

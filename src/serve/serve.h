@@ -30,6 +30,8 @@ struct tern_server {
 	struct event *spool_wq_ev, *deliver_wq_ev, *tick_ev;
 	struct spool *spool;
 	struct deliverq *deliverq;
+	struct net_dns *dns;           /* routes for the relay agent */
+	struct relay *relay;           /* outbound SMTP */
 
 	struct net_listener **listeners;
 	size_t nlisteners;

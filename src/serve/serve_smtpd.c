@@ -32,6 +32,7 @@ struct smtpd_session {
 	char peer_ip[NET_ADDR_TEXT_MAX];
 	char local[NET_ADDR_TEXT_MAX];
 	bool ipv6;
+	bool trusted;             /* in relay_from: may send anywhere */
 
 	/* the transaction: envelope and the message being received */
 	struct spool_envelope *env;
@@ -99,6 +100,16 @@ session_flush(struct smtpd_session *s)
 	if (out->len > 0 && s->conn != NULL)
 		(void)conn_write(s->conn, out->p, out->len);
 	buf_reset(out);
+}
+
+/* true when domain is where our SRS addresses live */
+static bool
+server_srs_domain(const struct tern_conf *conf, const char *domain)
+{
+	if (conf->srs_domain != NULL && conf->srs_domain[0] != '\0')
+		return ascii_strcasecmp(conf->srs_domain, domain) == 0;
+	return conf->ndomains > 0 &&
+	       ascii_strcasecmp(conf->domains[0], domain) == 0;
 }
 
 /* peer text for a log line (RFC-valid addresses may still hold quotes) */
@@ -190,67 +201,194 @@ on_mail(struct smtpd_session *s, const struct smtp_event *ev)
 		 esc(e, sizeof(e), ev->address), (unsigned long long)ev->mail.size);
 }
 
+/* one recipient for one delivery: a local user once per message, an
+ * address elsewhere once per message */
 static bool
-env_has_dest(const struct spool_envelope *env, const char *dest)
+env_has(const struct spool_envelope *env, enum spool_agent agent,
+	const char *dest)
 {
 	for (size_t i = 0; i < env->nrcpts; i++) {
-		if (strcmp(env->rcpts[i].dest, dest) == 0)
+		if (env->rcpts[i].agent == agent &&
+		    (agent == SPOOL_AGENT_LOCAL ?
+		     strcmp(env->rcpts[i].dest, dest) == 0 :
+		     ascii_strcasecmp(env->rcpts[i].dest, dest) == 0))
 			return true;
 	}
 	return false;
 }
 
 static void
+env_add_rcpt(struct spool_envelope *env, const struct smtp_event *ev,
+	     enum spool_agent agent, const char *dest, unsigned flags)
+{
+	struct spool_rcpt *rc;
+
+	if (env_has(env, agent, dest))
+		return;
+	env->rcpts = xreallocarray(env->rcpts, env->nrcpts + 1,
+				   sizeof(*env->rcpts));
+	rc = &env->rcpts[env->nrcpts++];
+	memset(rc, 0, sizeof(*rc));
+	rc->address = xstrdup(ev->address);
+	rc->orcpt = ev->rcpt.orcpt != NULL ? xstrdup(ev->rcpt.orcpt) : NULL;
+	rc->notify = ev->rcpt.notify;
+	rc->agent = agent;
+	rc->dest = xstrdup(dest);
+	rc->state = SPOOL_RCPT_PENDING;
+	rc->flags = flags;
+}
+
+/*
+ * The address with the domain lower-cased and one trailing dot dropped
+ * (RFC 5321 §2.3.5: "example.org." names the same domain); heap.
+ */
+static char *
+normal_address(const char *addr)
+{
+	char *a = xstrdup(addr);
+	char *at = strrchr(a, '@');
+	size_t n = strlen(a);
+
+	if (at == NULL)
+		return a;
+	if (n > 0 && a[n - 1] == '.' && a + n - 1 > at + 1)
+		a[n - 1] = '\0';
+	for (char *p = at + 1; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return a;
+}
+
+/*
+ * A local part that asks us to route further: the percent hack
+ * (user%other@here), a bang path (other!user@here) or a quoted local
+ * part holding an address ("user@other"@here). We never route by local
+ * part (RFC 5321 §3.6.2 leaves it to the receiver; relaying through it
+ * is how open relays are abused), so these are refused as relaying.
+ */
+static bool
+routes_by_local_part(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t n = at != NULL ? (size_t)(at - addr) : strlen(addr);
+
+	for (size_t i = 0; i < n; i++)
+		if (addr[i] == '%' || addr[i] == '!' || addr[i] == '@')
+			return true;
+	return false;
+}
+
+static void
+rcpt_refuse(struct smtpd_session *s, const struct smtp_event *ev,
+	    unsigned code, const char *enhanced, const char *text)
+{
+	char e[300];
+
+	decide(s, SMTP_VERDICT_PERMFAIL, code, enhanced, text);
+	log_info("smtp sess=%08x event=rcpt rcpt=<%s> result=\"%u %s %s\"",
+		 s->id, esc(e, sizeof(e), ev->address), code, enhanced, text);
+}
+
+static void
+rcpt_accept(struct smtpd_session *s, const struct smtp_event *ev,
+	    const char *how)
+{
+	char e[300];
+
+	if (s->nrcpt_cmds++ == 0)
+		s->first_rcpt = xstrdup(ev->address);
+	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
+	log_debug("smtp sess=%08x event=rcpt rcpt=<%s> result=accepted "
+		  "route=%s", s->id, esc(e, sizeof(e), ev->address), how);
+}
+
+/*
+ * Who gets a recipient: local users and alias members of the local
+ * domains (from anyone), a bounce to one of our SRS addresses (from
+ * anyone: it goes back to the sender we rewrote), and any other domain
+ * only for trusted clients (relay_from). Everything else is refused, and
+ * nothing refused is ever queued.
+ */
+static void
 on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 {
 	const struct tern_conf *conf = s->srv->conf;
-	const struct conf_user **users = NULL;
-	size_t nusers = 0;
-	const char *at;
-	char e[300];
-	int r;
+	struct conf_targets t;
+	char *addr = normal_address(ev->address);
+	const char *at = strrchr(addr, '@');
+	char *orig = NULL;
+	const char *err = NULL;
 
-	r = conf_resolve(conf, ev->address, &users, &nusers);
-	if (r == 1 && s->env != NULL) {
-		for (size_t i = 0; i < nusers; i++) {
-			struct spool_rcpt *rc;
-			if (env_has_dest(s->env, users[i]->name))
-				continue; /* one copy per mailbox */
-			s->env->rcpts = xreallocarray(s->env->rcpts,
-				s->env->nrcpts + 1, sizeof(*s->env->rcpts));
-			rc = &s->env->rcpts[s->env->nrcpts++];
-			memset(rc, 0, sizeof(*rc));
-			rc->address = xstrdup(ev->address);
-			rc->orcpt = ev->rcpt.orcpt != NULL ?
-				xstrdup(ev->rcpt.orcpt) : NULL;
-			rc->notify = ev->rcpt.notify;
-			rc->agent = SPOOL_AGENT_LOCAL;
-			rc->dest = xstrdup(users[i]->name);
-			rc->state = SPOOL_RCPT_PENDING;
+	if (s->env == NULL) {
+		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "No transaction");
+		goto out;
+	}
+	if (conf_resolve_targets(conf, addr, &t) == 1) {
+		for (size_t i = 0; i < t.nusers; i++)
+			env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
+				     t.users[i]->name, 0);
+		/* aliases forward to addresses elsewhere, with SRS */
+		for (size_t i = 0; i < t.nremotes; i++)
+			env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY,
+				     t.remotes[i], SPOOL_RCPT_F_FORWARDED);
+		conf_targets_clear(&t);
+		rcpt_accept(s, ev, "local");
+		goto out;
+	}
+	/* a bounce to an address we rewrote with SRS goes back */
+	int srs = deliver_srs_reverse(conf->srs_secret, addr,
+				      (int64_t)time(NULL), conf->srs_max_age,
+				      &orig, &err);
+	if (srs == 1 && at != NULL && server_srs_domain(conf, at + 1)) {
+		char *o = normal_address(orig);
+		const char *oat = strrchr(o, '@');
+		if (oat != NULL && conf_is_local_domain(conf, oat + 1) &&
+		    conf_resolve_targets(conf, o, &t) == 1) {
+			for (size_t i = 0; i < t.nusers; i++)
+				env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
+					     t.users[i]->name, 0);
+			for (size_t i = 0; i < t.nremotes; i++)
+				env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY,
+					     t.remotes[i],
+					     SPOOL_RCPT_F_FORWARDED);
+			conf_targets_clear(&t);
+		} else {
+			env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY, o, 0);
 		}
-		free(users);
-		if (s->nrcpt_cmds++ == 0)
-			s->first_rcpt = xstrdup(ev->address);
-		decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
-		log_debug("smtp sess=%08x event=rcpt rcpt=<%s> result=accepted",
-			 s->id, esc(e, sizeof(e), ev->address));
-		return;
+		free(o);
+		rcpt_accept(s, ev, "srs");
+		goto out;
 	}
-	free(users);
-	at = strrchr(ev->address, '@');
-	if (r == -1) {
-		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.7.1",
-		       "Alias reaches only remote addresses; relay is not enabled");
-	} else if (at != NULL && !conf_is_local_domain(conf, at + 1)) {
-		/* no open relay: RFC 5321 §3.6.2, RFC 3463 5.7.1 */
-		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.7.1",
-		       "Relay access denied");
-	} else {
-		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
-		       "Recipient address rejected: no such user here");
+	if (srs < 0 && at != NULL && server_srs_domain(conf, at + 1)) {
+		char e[300];
+		log_info("smtp sess=%08x event=srs rcpt=<%s> error=\"%s\"",
+			 s->id, esc(e, sizeof(e), ev->address),
+			 err != NULL ? err : "invalid");
+		rcpt_refuse(s, ev, 550, "5.1.1", "Invalid SRS address");
+		goto out;
 	}
-	log_info("smtp sess=%08x event=rcpt rcpt=<%s> result=rejected",
-		 s->id, esc(e, sizeof(e), ev->address));
+	if (at == NULL || conf_is_local_domain(conf, at + 1)) {
+		if (routes_by_local_part(addr))
+			rcpt_refuse(s, ev, 550, "5.7.1",
+				    "Relay access denied");
+		else
+			rcpt_refuse(s, ev, 550, "5.1.1",
+				    "Recipient address rejected: no such user "
+				    "here");
+		goto out;
+	}
+	/* another domain: only trusted clients may relay (RFC 5321 §3.6.2,
+	 * RFC 3463 5.7.1) */
+	if (!s->trusted) {
+		rcpt_refuse(s, ev, 550, "5.7.1", "Relay access denied");
+		goto out;
+	}
+	env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY, addr, 0);
+	rcpt_accept(s, ev, "relay");
+out:
+	free(orig);
+	free(addr);
 }
 
 static void
@@ -743,6 +881,12 @@ smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
 	memcpy(s->peer, peer_text, sizeof(s->peer));
 	net_addr_ip(peer, s->peer_ip, sizeof(s->peer_ip));
 	s->ipv6 = peer->sa_family == AF_INET6;
+	if (peer->sa_family == AF_INET)
+		s->trusted = conf_relay_allowed(conf, 4, (const uint8_t *)
+			&((const struct sockaddr_in *)peer)->sin_addr);
+	else if (peer->sa_family == AF_INET6)
+		s->trusted = conf_relay_allowed(conf, 6, (const uint8_t *)
+			&((const struct sockaddr_in6 *)peer)->sin6_addr);
 	if (local->sa_family != AF_UNSPEC)
 		net_addr_text(local, s->local, sizeof(s->local));
 	s->engine = smtp_engine_new(&params);
