@@ -235,6 +235,11 @@ net_dns_new(struct event_base *base, const char *servers,
 	struct net_dns *d;
 	int r;
 
+	if (servers != NULL && servers[0] == '\0') {
+		/* c-ares would take it as "no server" and fail every query */
+		*error_r = "empty DNS server list";
+		return -1;
+	}
 	r = ares_library_init(ARES_LIB_INIT_ALL);
 	if (r != ARES_SUCCESS) {
 		*error_r = ares_strerror(r);
