@@ -196,4 +196,47 @@ void deliverq_tick(struct deliverq *q, int64_t now);
 /* messages held (not yet final) */
 unsigned deliverq_count(const struct deliverq *q);
 
+
+/* ------------------------------------------------------------------ */
+/*
+ * SRS: Sender Rewriting Scheme for forwarded mail (deliver_srs.c).
+ * Addresses in Shevek's form, compatible with libsrs2 and postsrsd:
+ *   SRS0=HHHH=TT=domain=local@srs_domain
+ *   SRS1=HHHH=fwdhost==HHHH=TT=domain=local@srs_domain
+ * TT: (now / 86400) mod 1024 in two base32 digits. HHHH: the first four
+ * base64 characters of HMAC-SHA1(secret, TT domain local) for SRS0 and
+ * of HMAC-SHA1(secret, fwdhost srsuser) for SRS1, over the ASCII
+ * lower-cased text; deliver_srs.c documents the exact input. No I/O,
+ * no clock.
+ */
+
+/*
+ * Rewrites the envelope sender of a message we forward. "local@domain"
+ * becomes an SRS0 address at srs_domain; an SRS0 or SRS1 address of
+ * another forwarder becomes SRS1; the null sender "" and any address
+ * already at srs_domain (any case) stay as they are. Returns 0 and
+ * *out_r (heap; the caller frees it), or -1 with *error_r (static text):
+ * no secret or domain, a sender that is not local@domain, a quoted local
+ * part, a malformed SRS1 sender.
+ */
+int deliver_srs_forward(const char *secret, const char *srs_domain,
+			const char *sender, int64_t now, char **out_r,
+			const char **error_r);
+
+/*
+ * Undoes deliver_srs_forward() for a bounce sent to address. Returns 1
+ * and *orig_r (heap; the caller frees it) for a valid address: for SRS0
+ * the original "local@domain", for SRS1 the SRS0 address at the first
+ * forwarder. Returns 0 when address is not SRS at all (no
+ * "SRS0"/"SRS1" tag and separator, in any case). Returns -1 with
+ * *error_r (static text) when it is SRS but invalid: malformed, a hash
+ * that does not match (compared case-insensitively, in constant time),
+ * or an SRS0 timestamp older than max_age_days (0..1023; the day count
+ * wraps every 1024 days).
+ */
+int deliver_srs_reverse(const char *secret, const char *address,
+			int64_t now, int64_t max_age_days, char **orig_r,
+			const char **error_r);
+/* ---------------------------------------------------- end of SRS --- */
+
 #endif

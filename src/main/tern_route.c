@@ -156,7 +156,8 @@ tern_route_main(int argc, char **argv, tern_conf_loader *load)
 			&dns, &error) < 0) {
 		fprintf(stderr, "tern: DNS: %s\n", error);
 		event_base_free(run.base);
-		return ROUTE_EX_TEMPFAIL;
+		/* a bad --dns is a usage error; anything else may pass */
+		return servers != NULL ? 2 : ROUTE_EX_TEMPFAIL;
 	}
 	q = net_dns_route(dns, domain, mx, max_hosts, max_addrs, route_done,
 			  &run);

@@ -235,6 +235,11 @@ net_dns_new(struct event_base *base, const char *servers,
 	struct net_dns *d;
 	int r;
 
+	if (servers != NULL && servers[0] == '\0') {
+		/* c-ares would take it as "no server" and fail every query */
+		*error_r = "empty DNS server list";
+		return -1;
+	}
 	r = ares_library_init(ARES_LIB_INIT_ALL);
 	if (r != ARES_SUCCESS) {
 		*error_r = ares_strerror(r);
@@ -354,6 +359,9 @@ query_done_cb(evutil_socket_t fd, short what, void *arg)
 	r->error = b->error;
 	q->error = NULL;
 	q->route = NULL;
+	log_debug("net dns event=route domain=%s status=%d hosts=%zu "
+		  "implicit=%d", q->domain, (int)r->status, r->nhosts,
+		  (int)r->implicit);
 	query_free(q);
 	cb(cbarg, r);
 }
@@ -407,8 +415,8 @@ query_hosts_done(struct net_dns_query *q)
 {
 	struct net_route *r = q->route;
 	bool any_addr = false, any_temp = false;
-	int first_st = ARES_ENOTFOUND;
-	const char *first_type = "A";
+	int first_st = ARES_ENOTFOUND, temp_st = ARES_SUCCESS;
+	const char *first_type = "A", *temp_type = "A", *temp_name = "";
 
 	for (size_t i = 0; i < r->nhosts; i++) {
 		struct net_route_host *h = &r->hosts[i];
@@ -432,8 +440,12 @@ query_hosts_done(struct net_dns_query *q)
 		h->tempfail = status_is_temp(hs->st6) || status_is_temp(hs->st4);
 		if (n > 0)
 			any_addr = true;
-		if (h->tempfail)
+		if (h->tempfail && !any_temp) {
 			any_temp = true;
+			temp_name = h->name;
+			temp_st = status_is_temp(hs->st6) ? hs->st6 : hs->st4;
+			temp_type = status_is_temp(hs->st6) ? "AAAA" : "A";
+		}
 		if (i == 0 && status_is_temp(hs->st6)) {
 			first_st = hs->st6;
 			first_type = "AAAA";
@@ -455,9 +467,10 @@ query_hosts_done(struct net_dns_query *q)
 				  h->tempfail ? ", try again" : ""));
 	} else if (any_temp) {
 		query_set_error(q, NET_ROUTE_TEMPFAIL,
-			xasprintf("Name service error for the MX hosts of %s: "
-				  "no address found yet, try again",
-				  q->domain));
+			xasprintf("No address for the MX hosts of %s yet. Name "
+				  "service error for name=%s type=%s: %s, try "
+				  "again", q->domain, temp_name, temp_type,
+				  status_text(temp_st)));
 	} else {
 		query_set_error(q, NET_ROUTE_NO_DOMAIN,
 			xasprintf("MX hosts of %s have no address (%s: %s)",

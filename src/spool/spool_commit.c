@@ -811,23 +811,17 @@ spool_rcpt_update(struct spool *s, const char *id, size_t idx,
 	return spool_rcpt_update_n(s, id, &idx, rcpt, 1);
 }
 
-int
-spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
-		    const struct spool_rcpt *rcpts, size_t n)
+/*
+ * Appends the encoded records recs to queue/<id> and makes them durable
+ * (blocking; any thread). 0, or -1 with errno: then nothing of recs is
+ * in the file.
+ */
+static int
+append_recs(struct spool *s, const char *id, const struct buf *recs)
 {
-	struct buf recs;
 	struct stat st;
 	int ret = -1, err = 0;
 
-	if (!spool_id_valid(id)) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (n == 0)
-		return 0;
-	buf_init(&recs, 0);
-	for (size_t i = 0; i < n; i++)
-		spool_rec_encode(idx[i], &rcpts[i], &recs);
 	int fd = openat(s->queuefd, id, O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (fd < 0) {
 		err = errno;
@@ -845,7 +839,8 @@ spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
 		err = errno;
 		goto out;
 	}
-	if (io_write_all(fd, recs.p, recs.len) < 0 || io_fdatasync(fd) < 0) {
+	if (io_write_all(fd, recs->p, recs->len) < 0 ||
+	    io_fdatasync(fd) < 0) {
 		err = errno;
 		/* cut the torn record so later records stay readable */
 		if (ftruncate(fd, st.st_size) == 0)
@@ -856,9 +851,49 @@ spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
 out:
 	if (fd >= 0)
 		(void)close(fd);
-	buf_clear(&recs);
 	if (ret < 0)
 		errno = err;
+	return ret;
+}
+
+int
+spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
+		    const struct spool_rcpt *rcpts, size_t n)
+{
+	struct buf recs;
+
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	buf_init(&recs, 0);
+	for (size_t i = 0; i < n; i++)
+		spool_rec_encode(idx[i], &rcpts[i], &recs);
+	int ret = append_recs(s, id, &recs);
+	int err = errno;
+	buf_clear(&recs);
+	errno = err;
+	return ret;
+}
+
+int
+spool_msg_hold(struct spool *s, const char *id, bool held)
+{
+	struct spool_msg_rec mr = { .set = SPOOL_MSGF_HELD, .held = held };
+	struct buf rec;
+
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	buf_init(&rec, 0);
+	spool_msg_rec_encode(&mr, &rec);
+	int ret = append_recs(s, id, &rec);
+	int err = errno;
+	buf_clear(&rec);
+	errno = err;
 	return ret;
 }
 

@@ -28,6 +28,7 @@ spool_envelope_dup(const struct spool_envelope *env)
 	d->smtputf8 = env->smtputf8;
 	d->received_at = env->received_at;
 	d->size = env->size;
+	d->held = env->held;
 	d->nrcpts = env->nrcpts;
 	d->rcpts = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1,
 			   sizeof(*d->rcpts));
@@ -39,6 +40,8 @@ spool_envelope_dup(const struct spool_envelope *env)
 		r->orcpt = dup_opt(s->orcpt);
 		r->dest = dup_opt(s->dest);
 		r->diag = dup_opt(s->diag);
+		r->status = dup_opt(s->status);
+		r->remote_mta = dup_opt(s->remote_mta);
 	}
 	return d;
 }
@@ -57,6 +60,8 @@ spool_envelope_clear(struct spool_envelope *env)
 			free(r->orcpt);
 			free(r->dest);
 			free(r->diag);
+			free(r->status);
+			free(r->remote_mta);
 		}
 		free(env->rcpts);
 	}

@@ -3,17 +3,18 @@
  * spool_format: encoding and decoding of a queue file. Pure byte code: it
  * makes no syscalls; spool_commit.c and spool_recover.c do the I/O.
  *
- * One file per message, spool/queue/<id>, written as spool/tmp/<id>:
+ * One file per message, spool/queue/<id>, written as spool/tmp/<name>:
  *
  *   offset 0          header, SPOOL_HDR_SIZE (64) octets
  *   64                body: the message exactly as received, env.size octets
  *   env_off           envelope, env_len octets
- *   env_off+env_len   recipient state records, appended after the commit
+ *   env_off+env_len   records (recipient states, message fields), appended
+ *                     after the commit
  *
  * All integers are little-endian. The header:
  *
  *    0  "TRNQ"           magic
- *    4  u32 version      1
+ *    4  u32 version      2 in files written now; 1 is still read
  *    8  u64 body_len     octets of body
  *   16  u64 env_off      64 + body_len
  *   24  u32 env_len
@@ -30,6 +31,66 @@
  * rests on the fsync before the rename, and reading every body at
  * start-up would make recovery of a large queue slow.
  *
+ * The header version is the major format: 1 has a positional envelope
+ * and fixed records, 2 is tagged. Within format 2 a field is added
+ * without a new version, by a new tag: readers skip tags they do not
+ * know and give absent fields their default, so files of a later minor
+ * revision stay readable and files of an earlier one simply lack the
+ * field. Only a change that an older reader must not skip needs version
+ * 3 (such a reader moves the file to corrupt/ rather than misread it).
+ *
+ * ---- format 2 --------------------------------------------------------
+ *
+ * A field is a u16 tag, a u32 length and that many octets of value. A u8,
+ * u32 or i64/u64 value has exactly 1, 4 or 8 octets; a string is its
+ * octets without terminator and must not contain NUL; a group is a
+ * sequence of fields. An absent number is 0, an absent string NULL (a
+ * present one of length 0 is ""). Writers leave out fields at their
+ * default, except the required ones. Tags are listed in spool_int.h
+ * (enum spool_tag, enum spool_rtag) and are never renumbered or reused.
+ *
+ * The envelope is a sequence of fields:
+ *
+ *    1 id (20 octets, required)   2 mail_from (required, "" for <>)
+ *    3 helo   4 client_addr   5 envid   6 u32 ret   7 u32 body
+ *    8 u8 smtputf8   9 i64 received_at   10 u64 size   11 u8 held
+ *   12 rcpt: a group per recipient, in index order, of
+ *        1 address (required)   2 orcpt   3 u32 notify   4 u32 agent
+ *        5 dest   6 u32 state   7 i64 next_try   8 u32 attempts
+ *        9 diag   10 u32 flags   11 status   12 remote_mta
+ *       13 i64 last_try
+ *    0 end: length 0, the last field (required)
+ *
+ * Fields may come in any order before the end (recipient groups keep
+ * theirs). The end field makes the envelope self-delimiting as format
+ * 1's was: no strict prefix of an envelope decodes (the header's length
+ * and checksum catch a cut first; this is a second line). Unknown tags
+ * are skipped at both levels. A known tag given twice, a number of
+ * the wrong size, a value out of range, a string with a NUL or over its
+ * bound (diag SPOOL_DIAG_MAX, status SPOOL_STATUS_MAX, remote_mta
+ * SPOOL_MTA_MAX; writers cut longer ones) makes the envelope invalid:
+ * we never write one, so the file is corrupt.
+ *
+ * A format 2 record, appended and fdatasync()ed:
+ *
+ *    0  u32 len | 0x80000000   len: total octets, 16..SPOOL_REC2_MAX
+ *    4  u32 crc          CRC-32C of octets 8..len
+ *    8  u32 kind         1 recipient, 2 message
+ *   12  u32 idx          recipient index (kind 1), 0 otherwise
+ *   16  fields           up to len
+ *
+ * A recipient record (spool_rcpt_update_n) holds every mutable field of
+ * recipient idx (tags 6-13) and replaces them all: an absent one becomes
+ * its default, so the last record of a recipient restores its whole
+ * state. A message record (spool_msg_hold) is a patch: each field in it
+ * (today 11 held) replaces that field and absent ones keep their value,
+ * because message fields are set by independent commands (hold and
+ * release now, others later) and each writer knows only its own. In a
+ * record, tags that are not mutable at its level are skipped like
+ * unknown ones, and a record of unknown kind is skipped whole.
+ *
+ * ---- format 1: read, never written ------------------------------------
+ *
  * The envelope: "opt" is a u32 length and the octets, with 0xffffffff
  * for NULL; strings must not contain NUL.
  *
@@ -38,9 +99,10 @@
  *   u32 nrcpts, then per recipient: opt address, opt orcpt, u32 notify,
  *   u32 agent, opt dest, u32 state, i64 next_try, u32 attempts, opt diag
  *
- * A state record (spool_rcpt_update) is appended and fdatasync()ed:
+ * The fields format 2 added take their defaults (flags 0, status and
+ * remote_mta NULL, last_try 0, held false). A format 1 record:
  *
- *    0  u32 len          total octets, 32 + diag octets
+ *    0  u32 len          total octets, 32 + diag octets (32..2080)
  *    4  u32 crc          CRC-32C of octets 8..len
  *    8  u32 idx          recipient index
  *   12  u32 state        enum spool_rcpt_state
@@ -49,6 +111,22 @@
  *   28  u32 diag_len     0xffffffff: no diag
  *   32  diag octets
  *
+ * It sets those four fields and leaves the others as they are.
+ *
+ * A file keeps the version it was committed with for its whole life:
+ * its header and envelope are never rewritten (a rewrite would need a
+ * new file and a rename per message on upgrade). Records appended to a
+ * version 1 file after the upgrade are format 2, so such a file holds
+ * format 1 records followed by format 2 ones. They are told apart by
+ * the top bit of the first word: a format 1 length is at most 2080, so
+ * the bit is clear in every format 1 record and set in every format 2
+ * one. In a version 2 file a record without the bit is not a record (it
+ * ends the valid ones, like a torn tail). Going back to a release that
+ * reads only format 1 is not supported: it moves version 2 files to
+ * corrupt/ and cuts the format 2 records off version 1 files.
+ *
+ * ---- both formats ------------------------------------------------------
+ *
  * Why the records live in the message's own file rather than a second
  * per-message state file: removing a message stays one unlink (no order
  * to keep between two files, no orphan state files for recovery to
@@ -56,11 +134,14 @@
  * file is created. The body and envelope before the records are never
  * written again after the commit.
  *
- * Records apply in order, the last one for a recipient wins. A record
- * cut short by a crash (or a failed write) fails its length or checksum
- * test; it was never acknowledged, so it and anything after it is cut
- * off (the writer truncates after a failed write, recovery after a
- * crash), and later records always follow a valid one.
+ * Records apply in order, the last one for a recipient (or a message
+ * field) wins. A record cut short by a crash (or a failed write) fails
+ * its length or checksum test; it was never acknowledged, so it and
+ * anything after it is cut off (the writer truncates after a failed
+ * write, recovery after a crash), and later records always follow a
+ * valid one. A record that is whole and checksummed but means nothing
+ * to this reader (an index past the recipients, a bad value, an unknown
+ * kind) is skipped, not cut: records after it still apply.
  */
 #include <string.h>
 
@@ -156,10 +237,23 @@ put_u32(uint8_t *p, uint32_t v)
 }
 
 static void
+put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void
 put_u64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t
+get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
 }
 
 static uint32_t
@@ -200,19 +294,6 @@ buf_u64(struct buf *b, uint64_t v)
 	(void)buf_append(b, t, sizeof(t));
 }
 
-static void
-buf_opt(struct buf *b, const char *s)
-{
-	if (s == NULL) {
-		buf_u32(b, OPT_NULL);
-		return;
-	}
-	size_t n = strlen(s);
-	TN_ASSERT(n < OPT_NULL);
-	buf_u32(b, (uint32_t)n);
-	(void)buf_append(b, s, n);
-}
-
 /* ---- header ------------------------------------------------------------ */
 
 void
@@ -239,7 +320,8 @@ spool_hdr_decode(const uint8_t *in, struct spool_hdr *h_r, const char **why_r)
 		*why_r = "header checksum mismatch";
 		return -1;
 	}
-	if (get_u32(in + 4) != SPOOL_VERSION) {
+	h_r->version = get_u32(in + 4);
+	if (h_r->version < SPOOL_VERSION_MIN || h_r->version > SPOOL_VERSION) {
 		*why_r = "unknown version";
 		return -1;
 	}
@@ -260,38 +342,115 @@ spool_hdr_decode(const uint8_t *in, struct spool_hdr *h_r, const char **why_r)
 	return 0;
 }
 
-/* ---- envelope ---------------------------------------------------------- */
+/* ---- format 2 fields: encoding ----------------------------------------- */
+
+static void
+tlv_head(struct buf *b, unsigned tag, size_t len)
+{
+	uint8_t t[SPOOL_TLV_HEAD];
+
+	TN_ASSERT(tag <= 0xffffu && len <= UINT32_MAX);
+	put_u16(t, (uint16_t)tag);
+	put_u32(t + 2, (uint32_t)len);
+	(void)buf_append(b, t, sizeof(t));
+}
+
+/* a string, cut to max octets; nothing for NULL */
+static void
+tlv_str(struct buf *b, unsigned tag, const char *s, size_t max)
+{
+	if (s == NULL)
+		return;
+	size_t n = strlen(s);
+	if (n > max)
+		n = max;
+	tlv_head(b, tag, n);
+	(void)buf_append(b, s, n);
+}
+
+/* numbers: nothing at their default, 0 */
+static void
+tlv_u8(struct buf *b, unsigned tag, bool v)
+{
+	uint8_t u8 = 1;
+
+	if (!v)
+		return;
+	tlv_head(b, tag, 1);
+	(void)buf_append(b, &u8, 1);
+}
+
+static void
+tlv_u32(struct buf *b, unsigned tag, uint32_t v)
+{
+	if (v == 0)
+		return;
+	tlv_head(b, tag, 4);
+	buf_u32(b, v);
+}
+
+static void
+tlv_u64(struct buf *b, unsigned tag, uint64_t v)
+{
+	if (v == 0)
+		return;
+	tlv_head(b, tag, 8);
+	buf_u64(b, v);
+}
+
+/* the mutable fields of a recipient, as in its envelope group and in its
+ * records */
+static void
+rcpt_state_encode(const struct spool_rcpt *r, struct buf *b)
+{
+	tlv_u32(b, SPOOL_RT_STATE, (uint32_t)r->state);
+	tlv_u64(b, SPOOL_RT_NEXT_TRY, (uint64_t)r->next_try);
+	tlv_u32(b, SPOOL_RT_ATTEMPTS, r->attempts);
+	tlv_str(b, SPOOL_RT_DIAG, r->diag, SPOOL_DIAG_MAX);
+	tlv_u32(b, SPOOL_RT_FLAGS, r->flags);
+	tlv_str(b, SPOOL_RT_STATUS, r->status, SPOOL_STATUS_MAX);
+	tlv_str(b, SPOOL_RT_REMOTE_MTA, r->remote_mta, SPOOL_MTA_MAX);
+	tlv_u64(b, SPOOL_RT_LAST_TRY, (uint64_t)r->last_try);
+}
 
 void
 spool_env_encode(const struct spool_envelope *env, struct buf *out)
 {
+	struct buf g;
+
 	TN_ASSERT(strlen(env->id) == SPOOL_ID_LEN);
 	TN_ASSERT(env->nrcpts <= SPOOL_RCPTS_MAX);
+	tlv_head(out, SPOOL_T_ID, SPOOL_ID_LEN);
 	(void)buf_append(out, env->id, SPOOL_ID_LEN);
-	buf_opt(out, env->mail_from);
-	buf_opt(out, env->helo);
-	buf_opt(out, env->client_addr);
-	buf_opt(out, env->envid);
-	buf_u32(out, env->ret);
-	buf_u32(out, env->body);
-	uint8_t u8 = env->smtputf8 ? 1 : 0;
-	(void)buf_append(out, &u8, 1);
-	buf_u64(out, (uint64_t)env->received_at);
-	buf_u64(out, env->size);
-	buf_u32(out, (uint32_t)env->nrcpts);
+	tlv_str(out, SPOOL_T_MAIL_FROM, env->mail_from, SIZE_MAX);
+	tlv_str(out, SPOOL_T_HELO, env->helo, SIZE_MAX);
+	tlv_str(out, SPOOL_T_CLIENT_ADDR, env->client_addr, SIZE_MAX);
+	tlv_str(out, SPOOL_T_ENVID, env->envid, SIZE_MAX);
+	tlv_u32(out, SPOOL_T_RET, env->ret);
+	tlv_u32(out, SPOOL_T_BODY, env->body);
+	tlv_u8(out, SPOOL_T_SMTPUTF8, env->smtputf8);
+	tlv_u64(out, SPOOL_T_RECEIVED_AT, (uint64_t)env->received_at);
+	tlv_u64(out, SPOOL_T_SIZE, env->size);
+	tlv_u8(out, SPOOL_T_HELD, env->held);
+	/* each group is built apart: its length leads it */
+	buf_init(&g, 0);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
-		buf_opt(out, r->address);
-		buf_opt(out, r->orcpt);
-		buf_u32(out, r->notify);
-		buf_u32(out, (uint32_t)r->agent);
-		buf_opt(out, r->dest);
-		buf_u32(out, (uint32_t)r->state);
-		buf_u64(out, (uint64_t)r->next_try);
-		buf_u32(out, r->attempts);
-		buf_opt(out, r->diag);
+		buf_reset(&g);
+		tlv_str(&g, SPOOL_RT_ADDRESS, r->address, SIZE_MAX);
+		tlv_str(&g, SPOOL_RT_ORCPT, r->orcpt, SIZE_MAX);
+		tlv_u32(&g, SPOOL_RT_NOTIFY, r->notify);
+		tlv_u32(&g, SPOOL_RT_AGENT, (uint32_t)r->agent);
+		tlv_str(&g, SPOOL_RT_DEST, r->dest, SIZE_MAX);
+		rcpt_state_encode(r, &g);
+		tlv_head(out, SPOOL_T_RCPT, g.len);
+		(void)buf_append(out, g.p, g.len);
 	}
+	buf_clear(&g);
+	tlv_head(out, SPOOL_T_END, 0);
 }
+
+/* ---- decoding ---------------------------------------------------------- */
 
 struct cursor {
 	const uint8_t *p;
@@ -325,6 +484,287 @@ cur_u64(struct cursor *c)
 	return p != NULL ? get_u64(p) : 0;
 }
 
+static bool
+state_valid(uint32_t v)
+{
+	return v <= SPOOL_RCPT_BOUNCED;
+}
+
+/* format 2: one field */
+struct tlv {
+	unsigned tag;
+	const uint8_t *v;
+	uint32_t len;
+};
+
+/* 1 with the next field in *f, 0 at the end, -1 when it overruns */
+static int
+tlv_next(struct cursor *c, struct tlv *f)
+{
+	if (c->off == c->n)
+		return 0;
+	const uint8_t *h = cur_take(c, SPOOL_TLV_HEAD);
+	if (h == NULL)
+		return -1;
+	f->tag = get_u16(h);
+	f->len = get_u32(h + 2);
+	f->v = cur_take(c, f->len);
+	return f->v != NULL ? 1 : -1;
+}
+
+static bool
+val_u8(const struct tlv *f, bool *v_r)
+{
+	if (f->len != 1)
+		return false;
+	*v_r = f->v[0] != 0;
+	return true;
+}
+
+static bool
+val_u32(const struct tlv *f, uint32_t *v_r)
+{
+	if (f->len != 4)
+		return false;
+	*v_r = get_u32(f->v);
+	return true;
+}
+
+static bool
+val_i64(const struct tlv *f, int64_t *v_r)
+{
+	if (f->len != 8)
+		return false;
+	*v_r = (int64_t)get_u64(f->v);
+	return true;
+}
+
+static bool
+val_str(const struct tlv *f, size_t max, char **s_r)
+{
+	if (f->len > max || memchr(f->v, 0, f->len) != NULL)
+		return false;
+	free(*s_r);
+	*s_r = xstrndup((const char *)f->v, f->len);
+	return true;
+}
+
+/* false when tag (< 32) was seen before; marks it seen */
+static bool
+first_time(uint32_t *seen, unsigned tag)
+{
+	uint32_t bit = 1u << tag;
+
+	if (*seen & bit)
+		return false;
+	*seen |= bit;
+	return true;
+}
+
+/*
+ * One recipient field into r. `mutable_only` (records): the fields fixed
+ * at the commit are skipped. 1 taken, 0 skipped, -1 invalid.
+ */
+static int
+rcpt_field(struct spool_rcpt *r, const struct tlv *f, bool mutable_only,
+	   uint32_t *seen)
+{
+	uint32_t u;
+	bool ok;
+
+	if (f->tag < SPOOL_RT_ADDRESS || f->tag > SPOOL_RT_LAST_TRY ||
+	    (mutable_only && f->tag < SPOOL_RT_STATE))
+		return 0;
+	if (!first_time(seen, f->tag))
+		return -1;
+	switch ((enum spool_rtag)f->tag) {
+	case SPOOL_RT_ADDRESS:
+		ok = val_str(f, SIZE_MAX, &r->address);
+		break;
+	case SPOOL_RT_ORCPT:
+		ok = val_str(f, SIZE_MAX, &r->orcpt);
+		break;
+	case SPOOL_RT_NOTIFY:
+		ok = val_u32(f, &r->notify);
+		break;
+	case SPOOL_RT_AGENT:
+		ok = val_u32(f, &u) && u <= SPOOL_AGENT_RELAY;
+		r->agent = ok ? (enum spool_agent)u : SPOOL_AGENT_LOCAL;
+		break;
+	case SPOOL_RT_DEST:
+		ok = val_str(f, SIZE_MAX, &r->dest);
+		break;
+	case SPOOL_RT_STATE:
+		ok = val_u32(f, &u) && state_valid(u);
+		r->state = ok ? (enum spool_rcpt_state)u : SPOOL_RCPT_PENDING;
+		break;
+	case SPOOL_RT_NEXT_TRY:
+		ok = val_i64(f, &r->next_try);
+		break;
+	case SPOOL_RT_ATTEMPTS:
+		ok = val_u32(f, &u);
+		r->attempts = u;
+		break;
+	case SPOOL_RT_DIAG:
+		ok = val_str(f, SPOOL_DIAG_MAX, &r->diag);
+		break;
+	case SPOOL_RT_FLAGS:
+		/* unknown bits are kept: a later revision's flags */
+		ok = val_u32(f, &u);
+		r->flags = u;
+		break;
+	case SPOOL_RT_STATUS:
+		ok = val_str(f, SPOOL_STATUS_MAX, &r->status);
+		break;
+	case SPOOL_RT_REMOTE_MTA:
+		ok = val_str(f, SPOOL_MTA_MAX, &r->remote_mta);
+		break;
+	case SPOOL_RT_LAST_TRY:
+		ok = val_i64(f, &r->last_try);
+		break;
+	default:
+		return 0;
+	}
+	return ok ? 1 : -1;
+}
+
+/* frees the strings of a recipient and zeroes it */
+static void
+rcpt_clear(struct spool_rcpt *r)
+{
+	free(r->address);
+	free(r->orcpt);
+	free(r->dest);
+	free(r->diag);
+	free(r->status);
+	free(r->remote_mta);
+	memset(r, 0, sizeof(*r));
+}
+
+/* the fields of a group (or a record's body) into r: 0, or -1 */
+static int
+rcpt_fields(const uint8_t *p, size_t n, struct spool_rcpt *r,
+	    bool mutable_only)
+{
+	struct cursor c = { .p = p, .n = n };
+	struct tlv f;
+	uint32_t seen = 0;
+	int got;
+
+	while ((got = tlv_next(&c, &f)) > 0) {
+		if (rcpt_field(r, &f, mutable_only, &seen) < 0)
+			return -1;
+	}
+	return got;
+}
+
+static int
+env_decode2(const uint8_t *p, size_t n, struct spool_envelope *e,
+	    const char **why_r)
+{
+	struct cursor c = { .p = p, .n = n };
+	struct tlv f = { 0 };
+	uint32_t seen = 0, u;
+	size_t nr = 0;
+	int got = 0;
+
+	/* first the framing and the number of recipients, which bounds
+	 * the allocation by the input (a group takes >= 6 octets) */
+	bool end = false;
+	while (!end && (got = tlv_next(&c, &f)) > 0) {
+		if (f.tag == SPOOL_T_RCPT)
+			nr++;
+		end = f.tag == SPOOL_T_END;
+	}
+	if (!end) {
+		*why_r = got < 0 ? "envelope field overruns" :
+			 "envelope truncated";
+		return -1;
+	}
+	if (f.len != 0 || c.off != c.n) {
+		*why_r = "envelope length mismatch";
+		return -1;
+	}
+	if (nr > SPOOL_RCPTS_MAX) {
+		*why_r = "envelope recipient count too large";
+		return -1;
+	}
+	e->rcpts = xcalloc(nr > 0 ? nr : 1, sizeof(*e->rcpts));
+	e->nrcpts = nr;
+	c.off = 0;
+	nr = 0;
+	while (tlv_next(&c, &f) > 0) {
+		bool ok = true;
+		if (f.tag == SPOOL_T_RCPT) {
+			struct spool_rcpt *r = &e->rcpts[nr++];
+			if (rcpt_fields(f.v, f.len, r, false) < 0 ||
+			    r->address == NULL) {
+				*why_r = "bad recipient";
+				return -1;
+			}
+			continue;
+		}
+		if (f.tag == SPOOL_T_END)
+			break;
+		if (f.tag > SPOOL_T_HELD)
+			continue;  /* a later revision's field */
+		if (!first_time(&seen, f.tag)) {
+			*why_r = "envelope field repeated";
+			return -1;
+		}
+		switch ((enum spool_tag)f.tag) {
+		case SPOOL_T_ID:
+			ok = f.len == SPOOL_ID_LEN;
+			if (ok) {
+				memcpy(e->id, f.v, SPOOL_ID_LEN);
+				e->id[SPOOL_ID_LEN] = '\0';
+			}
+			break;
+		case SPOOL_T_MAIL_FROM:
+			ok = val_str(&f, SIZE_MAX, &e->mail_from);
+			break;
+		case SPOOL_T_HELO:
+			ok = val_str(&f, SIZE_MAX, &e->helo);
+			break;
+		case SPOOL_T_CLIENT_ADDR:
+			ok = val_str(&f, SIZE_MAX, &e->client_addr);
+			break;
+		case SPOOL_T_ENVID:
+			ok = val_str(&f, SIZE_MAX, &e->envid);
+			break;
+		case SPOOL_T_RET:
+			ok = val_u32(&f, &u);
+			e->ret = u;
+			break;
+		case SPOOL_T_BODY:
+			ok = val_u32(&f, &u);
+			e->body = u;
+			break;
+		case SPOOL_T_SMTPUTF8:
+			ok = val_u8(&f, &e->smtputf8);
+			break;
+		case SPOOL_T_RECEIVED_AT:
+			ok = val_i64(&f, &e->received_at);
+			break;
+		case SPOOL_T_SIZE:
+			ok = f.len == 8;
+			e->size = ok ? get_u64(f.v) : 0;
+			break;
+		case SPOOL_T_HELD:
+			ok = val_u8(&f, &e->held);
+			break;
+		case SPOOL_T_END:
+		case SPOOL_T_RCPT:
+			break;
+		}
+		if (!ok) {
+			*why_r = "bad envelope field";
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static char *
 cur_opt(struct cursor *c)
 {
@@ -342,20 +782,13 @@ cur_opt(struct cursor *c)
 	return xstrndup((const char *)p, n);
 }
 
-static bool
-state_valid(uint32_t v)
-{
-	return v <= SPOOL_RCPT_BOUNCED;
-}
-
-int
-spool_env_decode(const uint8_t *p, size_t n, struct spool_envelope *env_r,
-		 const char **why_r)
+/* format 1: positional (top of file) */
+static int
+env_decode1(const uint8_t *p, size_t n, struct spool_envelope *e,
+	    const char **why_r)
 {
 	struct cursor c = { .p = p, .n = n };
-	struct spool_envelope *e = env_r;
 
-	memset(e, 0, sizeof(*e));
 	const uint8_t *id = cur_take(&c, SPOOL_ID_LEN);
 	if (id != NULL) {
 		memcpy(e->id, id, SPOOL_ID_LEN);
@@ -374,16 +807,12 @@ spool_env_decode(const uint8_t *p, size_t n, struct spool_envelope *env_r,
 	uint32_t nr = cur_u32(&c);
 	if (c.bad || nr > SPOOL_RCPTS_MAX) {
 		*why_r = "envelope truncated";
-		goto fail;
+		return -1;
 	}
 	/* every recipient takes at least 40 octets: bounds the allocation */
 	if (nr > (c.n - c.off) / 40) {
 		*why_r = "envelope recipient count too large";
-		goto fail;
-	}
-	if (!spool_id_valid(e->id)) {
-		*why_r = "envelope id invalid";
-		goto fail;
+		return -1;
 	}
 	e->rcpts = xcalloc(nr > 0 ? nr : 1, sizeof(*e->rcpts));
 	e->nrcpts = nr;
@@ -401,13 +830,38 @@ spool_env_decode(const uint8_t *p, size_t n, struct spool_envelope *env_r,
 		if (c.bad || agent > SPOOL_AGENT_RELAY || !state_valid(state) ||
 		    r->address == NULL) {
 			*why_r = "bad recipient";
-			goto fail;
+			return -1;
 		}
 		r->agent = (enum spool_agent)agent;
 		r->state = (enum spool_rcpt_state)state;
 	}
 	if (c.bad || c.off != c.n) {
 		*why_r = "envelope length mismatch";
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_env_decode(const uint8_t *p, size_t n, uint32_t version,
+		 struct spool_envelope *env_r, const char **why_r)
+{
+	struct spool_envelope *e = env_r;
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	if (version == 1) {
+		r = env_decode1(p, n, e, why_r);
+	} else if (version == 2) {
+		r = env_decode2(p, n, e, why_r);
+	} else {
+		*why_r = "unknown version";
+		r = -1;
+	}
+	if (r < 0)
+		goto fail;
+	if (!spool_id_valid(e->id)) {
+		*why_r = "envelope id invalid";
 		goto fail;
 	}
 	if (e->mail_from == NULL) {
@@ -420,69 +874,161 @@ fail:
 	return -1;
 }
 
-/* ---- state records ----------------------------------------------------- */
+/* ---- records ----------------------------------------------------------- */
+
+/* appends head + fields as one format 2 record */
+static void
+rec_finish(struct buf *out, uint32_t kind, uint32_t idx,
+	   const struct buf *fields)
+{
+	uint8_t h[SPOOL_REC2_HEAD];
+	size_t len = SPOOL_REC2_HEAD + fields->len;
+
+	/* UNSAFE: fields are a few bounded strings and numbers, so len is
+	 * far below SPOOL_REC2_MAX < SPOOL_REC2_MARK */
+	TN_ASSERT(len <= SPOOL_REC2_MAX);
+	put_u32(h, SPOOL_REC2_MARK | (uint32_t)len);
+	put_u32(h + 8, kind);
+	put_u32(h + 12, idx);
+	uint32_t crc = spool_crc32c(0, h + 8, SPOOL_REC2_HEAD - 8);
+	crc = spool_crc32c(crc, fields->p, fields->len);
+	put_u32(h + 4, crc);
+	(void)buf_append(out, h, sizeof(h));
+	(void)buf_append(out, fields->p, fields->len);
+}
 
 void
 spool_rec_encode(size_t idx, const struct spool_rcpt *rcpt, struct buf *out)
 {
-	uint8_t fixed[SPOOL_REC_FIXED];
-	size_t dlen = 0;
+	struct buf f;
 
 	TN_ASSERT(idx <= SPOOL_RCPTS_MAX);
-	if (rcpt->diag != NULL) {
-		dlen = strlen(rcpt->diag);
-		if (dlen > SPOOL_DIAG_MAX)
-			dlen = SPOOL_DIAG_MAX;
+	buf_init(&f, 0);
+	rcpt_state_encode(rcpt, &f);
+	rec_finish(out, SPOOL_REC_RCPT, (uint32_t)idx, &f);
+	buf_clear(&f);
+}
+
+void
+spool_msg_rec_encode(const struct spool_msg_rec *mr, struct buf *out)
+{
+	struct buf f;
+	uint8_t v = mr->held ? 1 : 0;
+
+	buf_init(&f, 0);
+	/* written even when false: a patch says what it sets */
+	if (mr->set & SPOOL_MSGF_HELD) {
+		tlv_head(&f, SPOOL_T_HELD, 1);
+		(void)buf_append(&f, &v, 1);
 	}
-	/* UNSAFE: dlen <= SPOOL_DIAG_MAX, far below UINT32_MAX */
-	put_u32(fixed, (uint32_t)(SPOOL_REC_FIXED + dlen));
-	put_u32(fixed + 8, (uint32_t)idx);
-	put_u32(fixed + 12, (uint32_t)rcpt->state);
-	put_u64(fixed + 16, (uint64_t)rcpt->next_try);
-	put_u32(fixed + 24, rcpt->attempts);
-	put_u32(fixed + 28, rcpt->diag != NULL ? (uint32_t)dlen : OPT_NULL);
-	uint32_t crc = spool_crc32c(0, fixed + 8, SPOOL_REC_FIXED - 8);
-	if (dlen > 0)
-		crc = spool_crc32c(crc, rcpt->diag, dlen);
-	put_u32(fixed + 4, crc);
-	(void)buf_append(out, fixed, sizeof(fixed));
-	if (dlen > 0)
-		(void)buf_append(out, rcpt->diag, dlen);
+	rec_finish(out, SPOOL_REC_MSG, 0, &f);
+	buf_clear(&f);
+}
+
+/* a whole, checksummed format 1 record r[0..len) */
+static void
+apply1(const uint8_t *r, struct spool_envelope *env)
+{
+	uint32_t idx = get_u32(r + 8);
+	uint32_t state = get_u32(r + 12);
+	uint32_t dlen = get_u32(r + 28);
+
+	/* whole and checksummed but meaningless: skip, not torn */
+	if (idx >= env->nrcpts || !state_valid(state) ||
+	    (dlen != OPT_NULL && memchr(r + SPOOL_REC1_FIXED, 0, dlen) != NULL))
+		return;
+	struct spool_rcpt *rc = &env->rcpts[idx];
+	rc->state = (enum spool_rcpt_state)state;
+	rc->next_try = (int64_t)get_u64(r + 16);
+	rc->attempts = get_u32(r + 24);
+	free(rc->diag);
+	rc->diag = dlen == OPT_NULL ? NULL :
+		   xstrndup((const char *)r + SPOOL_REC1_FIXED, dlen);
+}
+
+/* a whole, checksummed format 2 record r[0..len): applied all or not at
+ * all */
+static void
+apply2(const uint8_t *r, uint32_t len, struct spool_envelope *env)
+{
+	uint32_t kind = get_u32(r + 8);
+	uint32_t idx = get_u32(r + 12);
+	const uint8_t *p = r + SPOOL_REC2_HEAD;
+	size_t n = len - SPOOL_REC2_HEAD;
+
+	if (kind == SPOOL_REC_RCPT) {
+		struct spool_rcpt st = { 0 };
+		if (idx < env->nrcpts && rcpt_fields(p, n, &st, true) == 0) {
+			struct spool_rcpt *rc = &env->rcpts[idx];
+			/* the record holds the whole mutable state */
+			free(rc->diag);
+			free(rc->status);
+			free(rc->remote_mta);
+			rc->state = st.state;
+			rc->next_try = st.next_try;
+			rc->attempts = st.attempts;
+			rc->diag = st.diag;
+			rc->flags = st.flags;
+			rc->status = st.status;
+			rc->remote_mta = st.remote_mta;
+			rc->last_try = st.last_try;
+			st.diag = st.status = st.remote_mta = NULL;
+		}
+		rcpt_clear(&st);
+	} else if (kind == SPOOL_REC_MSG) {
+		struct cursor c = { .p = p, .n = n };
+		struct tlv f;
+		uint32_t seen = 0;
+		bool held = false, set_held = false;
+		int got;
+		while ((got = tlv_next(&c, &f)) > 0) {
+			if (f.tag != SPOOL_T_HELD)
+				continue;
+			if (!first_time(&seen, f.tag) || !val_u8(&f, &held))
+				return;
+			set_held = true;
+		}
+		if (got < 0)
+			return;
+		if (set_held)
+			env->held = held;
+	}
+	/* another kind: a later revision's, skipped */
 }
 
 size_t
-spool_recs_apply(const uint8_t *p, size_t n, struct spool_envelope *env)
+spool_recs_apply(const uint8_t *p, size_t n, uint32_t version,
+		 struct spool_envelope *env)
 {
 	size_t off = 0;
 
-	while (n - off >= SPOOL_REC_FIXED) {
+	while (n - off >= 4) {
 		const uint8_t *r = p + off;
-		uint32_t len = get_u32(r);
-		if (len < SPOOL_REC_FIXED ||
-		    len > SPOOL_REC_FIXED + SPOOL_DIAG_MAX || len > n - off)
+		uint32_t word = get_u32(r);
+		uint32_t len = word & ~SPOOL_REC2_MARK;
+		if (word & SPOOL_REC2_MARK) {
+			if (len < SPOOL_REC2_HEAD || len > SPOOL_REC2_MAX ||
+			    len > n - off)
+				break;
+			if (get_u32(r + 4) != spool_crc32c(0, r + 8, len - 8))
+				break;
+			off += len;
+			apply2(r, len, env);
+			continue;
+		}
+		/* format 1: only before the upgrade, in version 1 files */
+		if (version != 1 || len < SPOOL_REC1_FIXED ||
+		    len > SPOOL_REC1_FIXED + SPOOL_DIAG_MAX || len > n - off)
 			break;
 		if (get_u32(r + 4) != spool_crc32c(0, r + 8, len - 8))
 			break;
-		uint32_t idx = get_u32(r + 8);
-		uint32_t state = get_u32(r + 12);
 		uint32_t dlen = get_u32(r + 28);
-		size_t want = SPOOL_REC_FIXED +
+		size_t want = SPOOL_REC1_FIXED +
 			      (dlen == OPT_NULL ? 0 : (size_t)dlen);
 		if (want != len)
 			break;
 		off += len;
-		/* whole and checksummed but meaningless: skip, not torn */
-		if (idx >= env->nrcpts || !state_valid(state) ||
-		    (dlen != OPT_NULL &&
-		     memchr(r + SPOOL_REC_FIXED, 0, dlen) != NULL))
-			continue;
-		struct spool_rcpt *rc = &env->rcpts[idx];
-		rc->state = (enum spool_rcpt_state)state;
-		rc->next_try = (int64_t)get_u64(r + 16);
-		rc->attempts = get_u32(r + 24);
-		free(rc->diag);
-		rc->diag = dlen == OPT_NULL ? NULL :
-			   xstrndup((const char *)r + SPOOL_REC_FIXED, dlen);
+		apply1(r, env);
 	}
 	return off;
 }

@@ -18,11 +18,19 @@
 /* ---- on-disk format (see spool_format.c) ---------------------------- */
 
 #define SPOOL_HDR_SIZE     64u        /* fixed header at offset 0 */
-#define SPOOL_VERSION      1u
+#define SPOOL_VERSION      2u         /* header version of new files */
+#define SPOOL_VERSION_MIN  1u         /* oldest header version still read */
 #define SPOOL_ENV_MAX      (16u << 20) /* sanity bound on an envelope */
 #define SPOOL_RCPTS_MAX    1000000u   /* sanity bound on recipients */
-#define SPOOL_REC_FIXED    32u        /* state record without its diag */
-#define SPOOL_DIAG_MAX     2048u      /* diag bytes kept in a record */
+#define SPOOL_DIAG_MAX     2048u      /* diag bytes kept */
+#define SPOOL_STATUS_MAX   32u        /* status bytes kept (RFC 3463 codes
+					 * are at most 9) */
+#define SPOOL_MTA_MAX      512u       /* remote_mta bytes kept */
+#define SPOOL_REC1_FIXED   32u        /* format 1 record without its diag */
+#define SPOOL_REC2_MARK    0x80000000u /* format 2 record: length word bit */
+#define SPOOL_REC2_HEAD    16u        /* format 2 record before its fields */
+#define SPOOL_REC2_MAX     (64u << 10) /* bound on a format 2 record */
+#define SPOOL_TLV_HEAD     6u         /* u16 tag + u32 length */
 #define SPOOL_WBUF_SIZE    (16u << 10) /* first body buffer */
 #define SPOOL_MEM_MSG_MAX  (1u << 20)  /* body kept in memory up to this */
 #define SPOOL_MEM_BUDGET   (64u << 20) /* growth of all body buffers */
@@ -37,36 +45,95 @@
 #define SPOOL_DIR_CORRUPT  "corrupt"
 #define SPOOL_LOCK_FILE    "lock"
 
+/*
+ * Format 2 field tags (on disk: never renumber, never reuse). Message
+ * level, in the envelope and in message records:
+ */
+enum spool_tag {
+	SPOOL_T_END = 0,         /* length 0, last field, required */
+	SPOOL_T_ID = 1,          /* 20 octets */
+	SPOOL_T_MAIL_FROM = 2,   /* string */
+	SPOOL_T_HELO = 3,        /* string */
+	SPOOL_T_CLIENT_ADDR = 4, /* string */
+	SPOOL_T_ENVID = 5,       /* string */
+	SPOOL_T_RET = 6,         /* u32 */
+	SPOOL_T_BODY = 7,        /* u32 */
+	SPOOL_T_SMTPUTF8 = 8,    /* u8 */
+	SPOOL_T_RECEIVED_AT = 9, /* i64 */
+	SPOOL_T_SIZE = 10,       /* u64 */
+	SPOOL_T_HELD = 11,       /* u8; mutable: message records */
+	SPOOL_T_RCPT = 12,       /* group of enum spool_rtag fields */
+};
+
+/* recipient level, in SPOOL_T_RCPT groups and in recipient records */
+enum spool_rtag {
+	SPOOL_RT_ADDRESS = 1,    /* string */
+	SPOOL_RT_ORCPT = 2,      /* string */
+	SPOOL_RT_NOTIFY = 3,     /* u32 */
+	SPOOL_RT_AGENT = 4,      /* u32 */
+	SPOOL_RT_DEST = 5,       /* string */
+	/* mutable: recipient records carry these */
+	SPOOL_RT_STATE = 6,      /* u32 */
+	SPOOL_RT_NEXT_TRY = 7,   /* i64 */
+	SPOOL_RT_ATTEMPTS = 8,   /* u32 */
+	SPOOL_RT_DIAG = 9,       /* string, <= SPOOL_DIAG_MAX */
+	SPOOL_RT_FLAGS = 10,     /* u32 */
+	SPOOL_RT_STATUS = 11,    /* string, <= SPOOL_STATUS_MAX */
+	SPOOL_RT_REMOTE_MTA = 12, /* string, <= SPOOL_MTA_MAX */
+	SPOOL_RT_LAST_TRY = 13,  /* i64 */
+};
+
+/* format 2 record kinds */
+enum spool_rec_kind {
+	SPOOL_REC_RCPT = 1,      /* the mutable state of one recipient */
+	SPOOL_REC_MSG = 2,       /* message-level fields */
+};
+
 struct spool_hdr {
+	uint32_t version;        /* set by decode; encode writes SPOOL_VERSION */
 	uint64_t body_len;
 	uint64_t env_off;
 	uint32_t env_len;
 	uint32_t env_crc;
 };
 
+/* the message-level fields a message record sets: those in `set` */
+#define SPOOL_MSGF_HELD 0x01u
+struct spool_msg_rec {
+	unsigned set;            /* SPOOL_MSGF_* */
+	bool held;
+};
+
 uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
 
-/* fills out[SPOOL_HDR_SIZE] */
+/* fills out[SPOOL_HDR_SIZE] (version SPOOL_VERSION) */
 void spool_hdr_encode(const struct spool_hdr *h, uint8_t *out);
-/* 0 when the header is valid, -1 with *why_r otherwise */
+/* 0 when the header is valid (any version from SPOOL_VERSION_MIN up to
+ * SPOOL_VERSION), -1 with *why_r otherwise */
 int spool_hdr_decode(const uint8_t *in, struct spool_hdr *h_r,
 		     const char **why_r);
 
-/* appends the encoded envelope to out */
+/* appends the envelope, encoded as format 2, to out */
 void spool_env_encode(const struct spool_envelope *env, struct buf *out);
-/* 0 with *env_r filled (clear it with spool_envelope_clear), or -1 */
-int spool_env_decode(const uint8_t *p, size_t n, struct spool_envelope *env_r,
-		     const char **why_r);
+/* decodes an envelope of header version `version`: 0 with *env_r filled
+ * (clear it with spool_envelope_clear), or -1 with *why_r */
+int spool_env_decode(const uint8_t *p, size_t n, uint32_t version,
+		     struct spool_envelope *env_r, const char **why_r);
 
-/* appends one state record for recipient idx to out */
+/* appends one format 2 recipient record for recipient idx to out: every
+ * mutable field of rcpt (strings cut to their bounds) */
 void spool_rec_encode(size_t idx, const struct spool_rcpt *rcpt,
 		      struct buf *out);
+/* appends one format 2 message record to out */
+void spool_msg_rec_encode(const struct spool_msg_rec *mr, struct buf *out);
 /*
- * Applies the state records in p[0..n) to env. Returns the number of
- * bytes that form whole valid records; a shorter result than n means
- * the tail is torn (or not a record) and must be cut off.
+ * Applies the records in p[0..n) to env, an envelope decoded from a file
+ * of header version `version` (1: format 1 and format 2 records; 2:
+ * format 2 records only). Returns the number of bytes that form whole
+ * valid records; a shorter result than n means the tail is torn (or not
+ * a record) and must be cut off.
  */
-size_t spool_recs_apply(const uint8_t *p, size_t n,
+size_t spool_recs_apply(const uint8_t *p, size_t n, uint32_t version,
 			struct spool_envelope *env);
 
 /* true when s is SPOOL_ID_LEN characters of [0-9A-Za-z] */

@@ -181,7 +181,7 @@ load(struct spool *s, const char *name, struct spool_envelope *env,
 		*why_r = "envelope checksum mismatch";
 		goto out;
 	}
-	if (spool_env_decode(p, h.env_len, env, why_r) < 0)
+	if (spool_env_decode(p, h.env_len, h.version, env, why_r) < 0)
 		goto out;
 	if (strcmp(env->id, name) != 0) {
 		*why_r = "envelope id differs from file name";
@@ -203,7 +203,7 @@ load(struct spool *s, const char *name, struct spool_envelope *env,
 		res = LOAD_IOERR;
 		goto out_clear;
 	}
-	size_t good = spool_recs_apply(p, (size_t)nrec, env);
+	size_t good = spool_recs_apply(p, (size_t)nrec, h.version, env);
 	if (good < nrec) {
 		/* a record the crash cut short was never acknowledged */
 		log_warn("spool id=%s event=recover torn_state_octets=%zu",

@@ -227,6 +227,7 @@ def test_only_mx_host_times_out(tern_binary, dns_server):
     r = route(tern_binary, dns_server, "slow.test", "--timeout", "200")
     assert r.rc == EX_TEMPFAIL, r
     assert r.status == "TEMPFAIL", r
+    assert "name=mx.dead.test" in r.error and "try again" in r.error, r
 
 
 def test_dead_dns_server(tern_binary):
@@ -318,3 +319,21 @@ def test_usage(tern_binary):
         proc = subprocess.run([str(tern_binary), "route"] + args,
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2, (args, proc.stderr)
+
+
+def test_config_is_checked(tern_binary, tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_text(subprocess.run([str(tern_binary), "dump-config"],
+                                   capture_output=True, text=True,
+                                   timeout=30, check=True).stdout)
+    bad = tmp_path / "bad.conf"
+    bad.write_text("no_such_key = 1\n")
+    dead = "127.0.0.1:%d" % free_udp_tcp_port()
+    r = route(tern_binary, dead, "[127.0.0.1]", "--config", str(good))
+    assert r.rc == 0 and r.hosts == [(0, "[127.0.0.1]", ["127.0.0.1"],
+                                      False)], r
+    r = route(tern_binary, dead, "[127.0.0.1]", "--config", str(bad))
+    assert r.rc == 1 and "no_such_key" in r.err, r
+    # a server list c-ares cannot read is a usage error
+    r = route(tern_binary, "not-an-address", "example.test")
+    assert r.rc == 2 and "bad DNS server list" in r.err, r

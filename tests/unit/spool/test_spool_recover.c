@@ -333,7 +333,11 @@ test_commit_stop_recover(void **state)
 		  .dest = (char *)(uintptr_t)"a", .notify = 0x06 },
 		{ .address = (char *)(uintptr_t)"b@example.org",
 		  .orcpt = (char *)(uintptr_t)"rfc822;b@example.org",
-		  .dest = (char *)(uintptr_t)"b" },
+		  .dest = (char *)(uintptr_t)"b",
+		  .flags = SPOOL_RCPT_F_FORWARDED,
+		  .status = (char *)(uintptr_t)"4.4.1",
+		  .remote_mta = (char *)(uintptr_t)"mx.example[192.0.2.9]:25",
+		  .last_try = 1700000100 },
 	};
 	struct spool_envelope env = {
 		.mail_from = (char *)(uintptr_t)"",
@@ -343,7 +347,7 @@ test_commit_stop_recover(void **state)
 		.ret = 1, .body = 2, .smtputf8 = true,
 		.received_at = 1700000123,
 		.size = 999,  /* ignored: the spool counts */
-		.rcpts = rc, .nrcpts = 2,
+		.rcpts = rc, .nrcpts = 2, .held = true,
 	};
 	struct ut_commits r = { 0 };
 	static const char body[] = "Received: from h.example\r\n"
@@ -400,6 +404,13 @@ test_commit_stop_recover(void **state)
 	assert_int_equal(e->rcpts[0].notify, 0x06);
 	assert_string_equal(e->rcpts[1].orcpt, "rfc822;b@example.org");
 	assert_string_equal(e->rcpts[1].dest, "b");
+	assert_true(e->held);
+	assert_int_equal(e->rcpts[1].flags, SPOOL_RCPT_F_FORWARDED);
+	assert_string_equal(e->rcpts[1].status, "4.4.1");
+	assert_string_equal(e->rcpts[1].remote_mta, "mx.example[192.0.2.9]:25");
+	assert_int_equal(e->rcpts[1].last_try, 1700000100);
+	assert_null(e->rcpts[0].status);
+	assert_int_equal(e->rcpts[0].flags, 0);
 
 	int fd;
 	uint64_t off, len;
@@ -409,6 +420,41 @@ test_commit_stop_recover(void **state)
 	assert_int_equal(pread(fd, got, len, (off_t)off), (ssize_t)len);
 	assert_memory_equal(got, body, len);
 	close(fd);
+	/* written as version 2 */
+	uint8_t raw[SPOOL_HDR_SIZE];
+	struct spool_hdr h;
+	const char *why;
+	assert_int_equal(spool_body_open(f->s, id, &fd, &off, &len), 0);
+	assert_int_equal(pread(fd, raw, sizeof(raw), 0), (ssize_t)sizeof(raw));
+	close(fd);
+	assert_int_equal(spool_hdr_decode(raw, &h, &why), 0);
+	assert_int_equal(h.version, 2);
+
+	/* release, and a record with every mutable field; recover again */
+	struct spool_rcpt up = {
+		.state = SPOOL_RCPT_DEFERRED, .next_try = 1700000500,
+		.attempts = 2, .diag = (char *)(uintptr_t)"421 busy",
+		.flags = SPOOL_RCPT_F_DELAY_SENT,
+		.status = (char *)(uintptr_t)"4.3.2",
+		.remote_mta = (char *)(uintptr_t)"mx2.example[192.0.2.10]:25",
+		.last_try = 1700000400 };
+	assert_int_equal(spool_msg_hold(f->s, id, false), 0);
+	assert_int_equal(spool_rcpt_update(f->s, id, 1, &up), 0);
+	spool_free(&f->s);
+	assert_int_equal(spool_open(f->spool, f->wq, &f->s, &err), 0);
+	assert_int_equal(spool_recover(f->s, recover_cb, f), 1);
+	e = f->got[1];
+	assert_false(e->held);
+	const struct spool_rcpt *b = &e->rcpts[1];
+	assert_int_equal(b->state, SPOOL_RCPT_DEFERRED);
+	assert_int_equal(b->next_try, 1700000500);
+	assert_int_equal(b->attempts, 2);
+	assert_string_equal(b->diag, "421 busy");
+	assert_int_equal(b->flags, SPOOL_RCPT_F_DELAY_SENT);
+	assert_string_equal(b->status, "4.3.2");
+	assert_string_equal(b->remote_mta, "mx2.example[192.0.2.10]:25");
+	assert_int_equal(b->last_try, 1700000400);
+	assert_string_equal(b->orcpt, "rfc822;b@example.org");
 }
 
 int
