@@ -244,16 +244,17 @@ test_tempfail_then_retry(void **state)
 	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
 
 	/* not due yet: nothing runs */
-	deliverq_tick(f->q, t + 59);
+	deliverq_tick(f->q, t + 299);
 	assert_int_equal(f->q->running, 0);
-	deliverq_tick(f->q, t + 60);
+	deliverq_tick(f->q, t + 300);
 	drive_until_count(f, 1);
 	env = held_env(f);
 	assert_int_equal(env->rcpts[0].attempts, 2);
-	assert_int_equal(env->rcpts[0].next_try, t + 60 + 300);
+	/* the wait doubles (sched_backoff) */
+	assert_int_equal(env->rcpts[0].next_try, t + 300 + 600);
 
 	assert_int_equal(unlink(f->md[3]), 0);
-	deliverq_tick(f->q, t + 360);
+	deliverq_tick(f->q, t + 900);
 	drive_until_count(f, 0);
 	assert_int_equal(ut_count_dir(f->md[3], "new"), 1);
 	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);  /* not again */
@@ -747,9 +748,10 @@ test_direct_partial_then_queue(void **state)
 	assert_int_equal(c.ok, 1);
 	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
 	deliverq_add(f->q, env, t);
-	assert_int_equal(f->q->running, 0);  /* not due before t + 60 */
+	/* not due before t + retry_min */
+	assert_int_equal(f->q->running, 0);
 	assert_int_equal(unlink(f->md[3]), 0);
-	deliverq_tick(f->q, t + 60);
+	deliverq_tick(f->q, t + CONF_RETRY_MIN_DEFAULT);
 	drive_until_count(f, 0);
 	assert_int_equal(ut_count_dir(f->md[3], "new"), 1);
 	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);  /* not again */
