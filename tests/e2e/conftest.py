@@ -7,6 +7,9 @@ state_dir in tmp_path, a free 127.0.0.1 port), starts $TERN_BIN (default
 build/debug/tern) and waits for the 220 greeting. At teardown every server
 still running gets SIGTERM; then each run is checked: exit status 0 after
 SIGTERM and no sanitizer report on stderr.
+
+`smtp_sink(...)` and `postfix_peer(role, ...)` start peers for relay
+tests (sinklib.py, smtpsink.py, postfixlib.py); see the block at the end.
 """
 
 import os

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sinklib import Sink, free_port_on
+from sinklib import Sink
 from ternlib import SmtpConn
 
 MSG = b"From: a@client.test\r\nTo: bob@remote.test\r\nSubject: hi\r\n\r\nbody\r\n.dot line\r\n"
