@@ -7,6 +7,9 @@ state_dir in tmp_path, a free 127.0.0.1 port), starts $TERN_BIN (default
 build/debug/tern) and waits for the 220 greeting. At teardown every server
 still running gets SIGTERM; then each run is checked: exit status 0 after
 SIGTERM and no sanitizer report on stderr.
+
+`smtp_sink(...)` and `postfix_peer(role, ...)` start peers for relay
+tests (sinklib.py, smtpsink.py, postfixlib.py); see the block at the end.
 """
 
 import os
@@ -78,3 +81,69 @@ def dns_server(tmp_path):
     dns = DnsServer(tmp_path / "dns")
     yield dns
     dns.stop()
+
+# ---------------------------------------------------------------------------
+# Relay peers: SMTP sinks (smtpsink.py) and private Postfix instances
+# (postfixlib.py) for tern to deliver to or receive from. Both stop only
+# their own processes; teardown fails the test if a peer misbehaved.
+
+from sinklib import Sink  # noqa: E402
+from postfixlib import PostfixPeer, postfix_missing  # noqa: E402
+
+
+@pytest.fixture
+def smtp_sink(tmp_path):
+    """Factory: smtp_sink(addr="127.0.0.2", port=None, script=None,
+    mode="normal", extensions=None, start=True, **kw) -> Sink.
+
+    port None picks a free one; script is the reply script (see
+    smtpsink.py); extensions None advertises the default set, a list such
+    as ["PIPELINING", "SIZE 1000"] exactly those, [] none."""
+    sinks = []
+
+    def make(addr="127.0.0.2", port=None, script=None, mode="normal",
+             extensions=None, start=True, **kw):
+        s = Sink(tmp_path / ("sink%d" % len(sinks)), addr=addr, port=port,
+                 script=script, mode=mode, extensions=extensions, **kw)
+        sinks.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield make
+
+    probs = []
+    for s in sinks:
+        s.stop()
+        probs.extend(s.problems())
+    if probs:
+        pytest.fail("sink problems:\n" + "\n".join(probs), pytrace=False)
+
+
+@pytest.fixture
+def postfix_peer(tmp_path):
+    """Factory: postfix_peer(role, port=None, addr="127.0.0.1",
+    domain="postfix.test", users=(...), relay_to=None, start=True, **kw)
+    -> PostfixPeer. role "mx" or "relay-into" (see postfixlib.py)."""
+    why = postfix_missing()
+    if why:
+        pytest.fail("postfix_peer: " + why, pytrace=False)
+    peers = []
+
+    def make(role, port=None, addr="127.0.0.1", start=True, **kw):
+        from sinklib import free_port_on
+        p = PostfixPeer(tmp_path / ("postfix-%d" % len(peers)), role,
+                        port or free_port_on(addr), addr=addr, **kw)
+        peers.append(p)
+        if start:
+            p.start()
+        return p
+
+    yield make
+
+    probs = []
+    for p in peers:
+        probs.extend(p.stop())
+        p.cleanup()
+    if probs:
+        pytest.fail("postfix problems:\n" + "\n".join(probs), pytrace=False)
