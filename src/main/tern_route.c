@@ -29,8 +29,9 @@ static void
 route_usage(void)
 {
 	fprintf(stderr,
-		"usage: tern route DOMAIN [--config FILE] [--dns HOST:PORT[,...]]\n"
-		"                  [--no-mx] [--max-hosts N] [--max-addrs N]\n"
+		"usage: tern route DOMAIN [--config FILE]\n"
+		"                  [--dns HOST:PORT[,HOST:PORT...]] [--no-mx]\n"
+		"                  [--max-hosts N] [--max-addrs N]\n"
 		"                  [--timeout MS]\n");
 }
 

@@ -437,7 +437,8 @@ query_hosts_done(struct net_dns_query *q)
 		for (size_t k = 0; k < hs->n4 && n < cap; k++)
 			h->addrs[n++] = hs->v4[k];
 		h->naddrs = n;
-		h->tempfail = status_is_temp(hs->st6) || status_is_temp(hs->st4);
+		h->tempfail = status_is_temp(hs->st6) ||
+			      status_is_temp(hs->st4);
 		if (n > 0)
 			any_addr = true;
 		if (h->tempfail && !any_temp) {
@@ -574,9 +575,10 @@ lookup_start(struct net_dns_query *q, size_t host, int family)
 static bool
 parse_ip(const char *s, struct sockaddr_storage *ss)
 {
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
 	char buf[INET6_ADDRSTRLEN + 8];
 	size_t len = strlen(s);
-	const char *p = s;
 
 	memset(ss, 0, sizeof(*ss));
 	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
@@ -584,30 +586,20 @@ parse_ip(const char *s, struct sockaddr_storage *ss)
 			return false;
 		memcpy(buf, s + 1, len - 2);
 		buf[len - 2] = '\0';
-		p = buf;
-		if (ascii_strncasecmp(p, "IPv6:", 5) == 0) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+		if (ascii_strncasecmp(buf, "IPv6:", 5) == 0) {
 			s6->sin6_family = AF_INET6;
-			return inet_pton(AF_INET6, p + 5, &s6->sin6_addr) == 1;
+			return inet_pton(AF_INET6, buf + 5,
+					 &s6->sin6_addr) == 1;
 		}
-		{
-			struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
-			s4->sin_family = AF_INET;
-			return inet_pton(AF_INET, p, &s4->sin_addr) == 1;
-		}
-	}
-	{
-		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
 		s4->sin_family = AF_INET;
-		if (inet_pton(AF_INET, p, &s4->sin_addr) == 1)
-			return true;
+		return inet_pton(AF_INET, buf, &s4->sin_addr) == 1;
 	}
-	{
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
-		memset(ss, 0, sizeof(*ss));
-		s6->sin6_family = AF_INET6;
-		return inet_pton(AF_INET6, p, &s6->sin6_addr) == 1;
-	}
+	s4->sin_family = AF_INET;
+	if (inet_pton(AF_INET, s, &s4->sin_addr) == 1)
+		return true;
+	memset(ss, 0, sizeof(*ss));
+	s6->sin6_family = AF_INET6;
+	return inet_pton(AF_INET6, s, &s6->sin6_addr) == 1;
 }
 
 /* the hosts are in route->hosts: resolve those that are names */

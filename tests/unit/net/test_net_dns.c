@@ -112,9 +112,11 @@ test_literals(void **state)
 		CHECK(g.calls == 1, "%s: got %u calls, want 1", cases[c].name,
 		      g.calls);
 		if (g.route != NULL && g.route->nhosts == 1 &&
-		    g.route->hosts[0].naddrs == 1)
-			net_addr_ip((const struct sockaddr *)
-				    &g.route->hosts[0].addrs[0], ip, sizeof(ip));
+		    g.route->hosts[0].naddrs == 1) {
+			const struct sockaddr_storage *a =
+				&g.route->hosts[0].addrs[0];
+			net_addr_ip((const struct sockaddr *)a, ip, sizeof(ip));
+		}
 		CHECK(g.route != NULL && g.route->status == NET_ROUTE_OK &&
 		      strcmp(ip, cases[c].want) == 0,
 		      "%s: got status %d address %s, want OK %s", cases[c].name,
