@@ -125,6 +125,8 @@ struct relay_conn {
 	struct relay_item *item;
 	struct smtpc_tx tx;
 	struct relay_read *rd;
+	struct event *deadline;    /* for a whole reply (see conn_flush) */
+	const char *deadline_for;  /* the stage it was armed for */
 	bool body_wanted;          /* the server said 354 */
 	bool body_ended;
 	double t_start, t_ready, t_tx;
@@ -505,6 +507,8 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		r->reap = rc->next;
 		conn_free(&rc->conn);
 		smtpc_free(&rc->c);
+		if (rc->deadline != NULL)
+			event_free(rc->deadline);
 		free(rc->last_error);
 		free(rc);
 	}
@@ -543,6 +547,7 @@ conn_detach(struct relay_conn *rc)
 		return;
 	rc->detached = true;
 	TN_ASSERT(rc->item == NULL);
+	evtimer_del(rc->deadline);
 	net_connect_cancel(&rc->nc);
 	read_release(rc);
 	if (rc->prev != NULL)
@@ -612,6 +617,8 @@ conn_fail(struct relay_conn *rc, const char *why)
 			rc->r->reap = old;
 			event_active(rc->r->reap_ev, 0, 0);
 		}
+		evtimer_del(rc->deadline);
+		rc->deadline_for = NULL;
 		if (rc->target < d->ntargets)
 			d->targets[rc->target].dead = true;
 		rc->target++;
@@ -621,18 +628,37 @@ conn_fail(struct relay_conn *rc, const char *why)
 	conn_detach(rc);
 }
 
-/* writes what the engine produced and arms its timeout */
+/*
+ * Writes what the engine produced and arms its timeouts: the
+ * connection's own for silence in either direction, and a deadline for
+ * the whole reply awaited, set when the engine starts to wait for
+ * something new. The deadline is what stops a server that trickles one
+ * byte at a time, each byte restarting the silence timer. While the
+ * body goes out only the silence timer runs (RFC 5321 §4.5.3.2.5: a
+ * timeout per data block), since a large body may take long.
+ */
 static void
 conn_flush(struct relay_conn *rc)
 {
 	struct buf *out = smtpc_out(rc->c);
+	const char *stage;
+	unsigned t;
 
 	if (out->len > 0 && rc->conn != NULL)
 		(void)conn_write(rc->conn, out->p, out->len);
 	buf_reset(out);
-	if (rc->conn != NULL) {
-		unsigned t = smtpc_timeout(rc->c);
-		conn_set_timeout(rc->conn, t);
+	if (rc->conn == NULL)
+		return;
+	t = smtpc_timeout(rc->c);
+	conn_set_timeout(rc->conn, t);
+	stage = smtpc_stage(rc->c);
+	if (stage == rc->deadline_for)
+		return;
+	rc->deadline_for = stage;
+	evtimer_del(rc->deadline);
+	if (t > 0 && strcmp(stage, "message body") != 0) {
+		struct timeval tv = { .tv_sec = t, .tv_usec = 0 };
+		evtimer_add(rc->deadline, &tv);
 	}
 }
 
@@ -939,6 +965,20 @@ cb_read(void *arg)
 	conn_pump(arg);
 }
 
+static void cb_timeout(void *arg);
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_conn *rc = arg;
+
+	(void)fd;
+	(void)what;
+	if (rc->detached || rc->conn == NULL)
+		return;
+	cb_timeout(rc);
+}
+
 static void
 cb_timeout(void *arg)
 {
@@ -1008,7 +1048,8 @@ connected(void *arg, int fd, const char *error)
 	};
 	rc->c = smtpc_new(&params);
 	rc->conn = conn_new(r->base, fd, &relay_conn_handler, rc);
-	conn_set_timeout(rc->conn, smtpc_timeout(rc->c));
+	rc->deadline_for = NULL;
+	conn_flush(rc);
 }
 
 /* connects to the next live target, or gives up on the destination */
@@ -1067,6 +1108,7 @@ conn_start(struct relay_dest *d)
 	rc->r = r;
 	rc->d = d;
 	rc->t_start = now_s();
+	rc->deadline = evtimer_new(r->base, deadline_cb, rc);
 	rc->next = r->conns;
 	if (r->conns != NULL)
 		r->conns->prev = rc;

@@ -222,6 +222,7 @@ void smtp_chunk_flush(struct smtp_engine *e);
 /* flags for smtp_parse_path() */
 #define SMTP_PATH_NULL_OK    0x01u  /* "<>" allowed: MAIL */
 #define SMTP_PATH_POSTMASTER 0x02u  /* "<Postmaster>" allowed: RCPT */
+#define SMTP_PATH_TRAILING_DOT 0x04u /* "<a@b.example.>" taken: RCPT */
 
 enum smtp_path_result {
 	SMTP_PATH_OK = 0,

@@ -125,7 +125,8 @@ smtp_cmd_rcpt(struct smtp_engine *e, char *args)
 		smtp_refuse(e, &after_bdat);
 		return;
 	}
-	rest = split(e, args, "TO:", SMTP_PATH_POSTMASTER, &syntax, &bad,
+	rest = split(e, args, "TO:", SMTP_PATH_POSTMASTER |
+		     SMTP_PATH_TRAILING_DOT, &syntax, &bad,
 		     &path);
 	if (rest == NULL)
 		return;

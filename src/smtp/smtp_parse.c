@@ -332,6 +332,21 @@ smtp_parse_path(const char *s, unsigned flags, struct smtp_path *path_r)
 		n = parse_addr_literal(p);
 	else
 		n = parse_domain(p, &path_r->non_ascii);
+	/* a fully qualified "b.example." names the same domain: not RFC
+	 * 5321 syntax, but taken in RCPT so that the relay decision, not a
+	 * syntax error, answers it (the caller drops the dot) */
+	if (n == 0 && *p != '[' && (flags & SMTP_PATH_TRAILING_DOT) != 0) {
+		const char *gt = strchr(p, '>');
+		char dom[256];
+		/* UNSAFE: gt points into p, after it */
+		size_t len = gt != NULL ? (size_t)(gt - p) : 0;
+		if (len >= 2 && len < sizeof(dom) && p[len - 1] == '.') {
+			memcpy(dom, p, len - 1);
+			dom[len - 1] = '\0';
+			if (parse_domain(dom, &path_r->non_ascii) == len - 1)
+				n = len;
+		}
+	}
 	if (n == 0 || p[n] != '>')
 		return SMTP_PATH_MAILBOX;
 	p += n;
