@@ -35,6 +35,15 @@ typedef void net_accept_cb(void *arg, int fd, const struct sockaddr *peer,
 int net_listen(struct event_base *base, const char *address,
 	       const char *port, net_accept_cb *cb, void *arg,
 	       struct net_listener **l_r, char **error_r);
+/*
+ * Listens on a local (AF_UNIX) stream socket at path, made with the
+ * given mode (0600: the server's user only); a stale socket file there
+ * is replaced, and the file is removed again at free. peer and local in
+ * the callback are AF_UNIX addresses.
+ */
+int net_listen_unix(struct event_base *base, const char *path,
+		    unsigned mode, net_accept_cb *cb, void *arg,
+		    struct net_listener **l_r, char **error_r);
 void net_listener_free(struct net_listener **lp);
 /* the bound address as text */
 const char *net_listener_name(const struct net_listener *l);
@@ -170,8 +179,7 @@ void net_route_order(struct net_route_host *hosts, size_t n,
 /*
  * A non-blocking outgoing connection: net_connect() starts it and calls
  * cb on the loop thread with the connected fd (owned by the callee) or
- * -1 and errno text once it succeeds, fails, or timeout_s passes. bind_to
- * may name a local address to connect from (NULL: any).
+ * -1 and errno text once it succeeds, fails, or timeout_s passes.
  */
 struct net_connecting;
 typedef void net_connect_cb(void *arg, int fd, const char *error);

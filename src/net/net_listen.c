@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "net/net.h"
@@ -18,6 +20,7 @@ struct net_listener {
 	net_accept_cb *cb;
 	void *arg;
 	char name[NET_ADDR_TEXT_MAX];
+	char *unix_path;           /* a local socket, unlinked at free */
 };
 
 void
@@ -141,6 +144,58 @@ net_listen(struct event_base *base, const char *address, const char *port,
 	return 0;
 }
 
+int
+net_listen_unix(struct event_base *base, const char *path, unsigned mode,
+		net_accept_cb *cb, void *arg, struct net_listener **l_r,
+		char **error_r)
+{
+	struct sockaddr_un sa_un;
+	struct net_listener *l;
+	int fd;
+
+	memset(&sa_un, 0, sizeof(sa_un));
+	sa_un.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa_un.sun_path)) {
+		*error_r = xasprintf("socket path %s is longer than %zu "
+				     "octets", path, sizeof(sa_un.sun_path) - 1);
+		return -1;
+	}
+	memcpy(sa_un.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*error_r = xasprintf("socket: %s", strerror(errno));
+		return -1;
+	}
+	/* a socket left by an earlier run that died: nobody listens on it
+	 * (the spool lock says no other server runs on this state_dir) */
+	(void)unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa_un, sizeof(sa_un)) < 0 ||
+	    chmod(path, (mode_t)mode) < 0 || listen(fd, 128) < 0) {
+		*error_r = xasprintf("cannot listen on %s: %s", path,
+				     strerror(errno));
+		(void)close(fd);
+		return -1;
+	}
+	l = xcalloc(1, sizeof(*l));
+	l->cb = cb;
+	l->arg = arg;
+	l->evl = evconnlistener_new(base, listener_accept, l,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (l->evl == NULL) {
+		*error_r = xasprintf("cannot listen on %s", path);
+		(void)close(fd);
+		(void)unlink(path);
+		free(l);
+		return -1;
+	}
+	snprintf(l->name, sizeof(l->name), "unix:%s", path);
+	l->unix_path = xstrdup(path);
+	evconnlistener_set_error_cb(l->evl, listener_error);
+	l->resume_ev = event_new(base, -1, 0, listener_resume, l);
+	*l_r = l;
+	return 0;
+}
+
 const char *
 net_listener_name(const struct net_listener *l)
 {
@@ -156,5 +211,9 @@ net_listener_free(struct net_listener **lp)
 	*lp = NULL;
 	evconnlistener_free(l->evl);
 	event_free(l->resume_ev);
+	if (l->unix_path != NULL) {
+		(void)unlink(l->unix_path);
+		free(l->unix_path);
+	}
 	free(l);
 }
