@@ -569,7 +569,7 @@ static int
 rcpt_field(struct spool_rcpt *r, const struct tlv *f, bool mutable_only,
 	   uint32_t *seen)
 {
-	uint32_t u;
+	uint32_t u = 0;
 	bool ok;
 
 	if (f->tag < SPOOL_RT_ADDRESS || f->tag > SPOOL_RT_LAST_TRY ||
@@ -664,7 +664,7 @@ env_decode2(const uint8_t *p, size_t n, struct spool_envelope *e,
 {
 	struct cursor c = { .p = p, .n = n };
 	struct tlv f = { 0 };
-	uint32_t seen = 0, u;
+	uint32_t seen = 0, u = 0;
 	size_t nr = 0;
 	int got = 0;
 

@@ -90,7 +90,7 @@ enum spool_rec_kind {
 };
 
 struct spool_hdr {
-	uint32_t version;        /* set by decode; encode writes SPOOL_VERSION */
+	uint32_t version;        /* from decode (encode: SPOOL_VERSION) */
 	uint64_t body_len;
 	uint64_t env_off;
 	uint32_t env_len;

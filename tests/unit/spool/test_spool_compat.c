@@ -668,9 +668,10 @@ seed(const char *dir, const char *name, uint8_t op, const void *a,
 }
 
 /*
- * Input of the fuzz target: octet 0 selects op = bits 0-1 and the header
- * version 1 + bit 2; op 0 header, 1 envelope, 2 records on the target's
- * own envelope, 3 a u32 envelope length, the envelope and records.
+ * Input of the fuzz target: octet 0 selects op = bits 0-1, the header
+ * version 1 + bit 2, and bit 3 has the target set the records' checksums
+ * right; op 0 header, 1 envelope, 2 records on the target's own
+ * envelope, 3 a u32 envelope length, the envelope and records.
  */
 static void
 test_fuzz_seeds(void **state)
@@ -706,6 +707,8 @@ test_fuzz_seeds(void **state)
 	seed(dir, "env_v2", 5, env2.p, env2.len, NULL, 0);
 	seed(dir, "recs_v1_mixed", 2, recs1.p, recs1.len, NULL, 0);
 	seed(dir, "recs_v2", 6, recs2.p, recs2.len, NULL, 0);
+	seed(dir, "recs_v1_mixed_fixcrc", 2 | 8, recs1.p, recs1.len, NULL, 0);
+	seed(dir, "recs_v2_fixcrc", 6 | 8, recs2.p, recs2.len, NULL, 0);
 	le32(w, V1_ENV_LEN);
 	(void)buf_append(&len, w, 4);
 	(void)buf_append(&len, v1_file + V1_ENV_OFF, V1_ENV_LEN);
@@ -715,6 +718,7 @@ test_fuzz_seeds(void **state)
 	(void)buf_append(&len, w, 4);
 	(void)buf_append(&len, env2.p, env2.len);
 	seed(dir, "file_v2", 7, len.p, len.len, recs2.p, recs2.len);
+	seed(dir, "file_v2_fixcrc", 7 | 8, len.p, len.len, recs2.p, recs2.len);
 	buf_clear(&len);
 	buf_clear(&recs2);
 	buf_clear(&recs1);
