@@ -404,7 +404,14 @@ on_data_start(struct smtpd_session *s, const struct smtp_event *ev)
 		       "Temporary spool failure, try again later");
 		return;
 	}
-	s->env->received_at = now;
+	{
+		struct timespec ts;
+		(void)clock_gettime(CLOCK_REALTIME, &ts);
+		now = ts.tv_sec;
+		s->env->received_at = now;
+		s->env->received_us = (int64_t)ts.tv_sec * 1000000 +
+				      ts.tv_nsec / 1000;
+	}
 	if (write_received(s, ev->helo_name != NULL ? ev->helo_name : "",
 			   s->env->smtputf8, now) < 0) {
 		spool_msg_abort(&s->msg);

@@ -29,6 +29,8 @@ spool_envelope_dup(const struct spool_envelope *env)
 	d->received_at = env->received_at;
 	d->size = env->size;
 	d->held = env->held;
+	d->received_us = env->received_us;
+	d->dsn_kind = env->dsn_kind;
 	d->nrcpts = env->nrcpts;
 	d->rcpts = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1,
 			   sizeof(*d->rcpts));

@@ -59,6 +59,9 @@
  *        5 dest   6 u32 state   7 i64 next_try   8 u32 attempts
  *        9 diag   10 u32 flags   11 status   12 remote_mta
  *       13 i64 last_try
+ *   13 i64 received_us (receipt to the microsecond)
+ *   14 u32 dsn_kind (SPOOL_DSN_*: an ordinary message, a DSN, or a
+ *      report of a failed DSN to postmaster)
  *    0 end: length 0, the last field (required)
  *
  * Fields may come in any order before the end (recipient groups keep
@@ -432,6 +435,8 @@ spool_env_encode(const struct spool_envelope *env, struct buf *out)
 	tlv_u64(out, SPOOL_T_RECEIVED_AT, (uint64_t)env->received_at);
 	tlv_u64(out, SPOOL_T_SIZE, env->size);
 	tlv_u8(out, SPOOL_T_HELD, env->held);
+	tlv_u64(out, SPOOL_T_RECEIVED_US, (uint64_t)env->received_us);
+	tlv_u32(out, SPOOL_T_DSN_KIND, env->dsn_kind);
 	/* each group is built apart: its length leads it */
 	buf_init(&g, 0);
 	for (size_t i = 0; i < env->nrcpts; i++) {
@@ -706,7 +711,7 @@ env_decode2(const uint8_t *p, size_t n, struct spool_envelope *e,
 		}
 		if (f.tag == SPOOL_T_END)
 			break;
-		if (f.tag > SPOOL_T_HELD)
+		if (f.tag > SPOOL_T_LAST)
 			continue;  /* a later revision's field */
 		if (!first_time(&seen, f.tag)) {
 			*why_r = "envelope field repeated";
@@ -752,6 +757,13 @@ env_decode2(const uint8_t *p, size_t n, struct spool_envelope *e,
 			break;
 		case SPOOL_T_HELD:
 			ok = val_u8(&f, &e->held);
+			break;
+		case SPOOL_T_RECEIVED_US:
+			ok = val_i64(&f, &e->received_us);
+			break;
+		case SPOOL_T_DSN_KIND:
+			ok = val_u32(&f, &u);
+			e->dsn_kind = u;
 			break;
 		case SPOOL_T_END:
 		case SPOOL_T_RCPT:

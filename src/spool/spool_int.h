@@ -63,7 +63,11 @@ enum spool_tag {
 	SPOOL_T_SIZE = 10,       /* u64 */
 	SPOOL_T_HELD = 11,       /* u8; mutable: message records */
 	SPOOL_T_RCPT = 12,       /* group of enum spool_rtag fields */
+	SPOOL_T_RECEIVED_US = 13, /* i64 */
+	SPOOL_T_DSN_KIND = 14,   /* u32, SPOOL_DSN_* */
 };
+/* the highest envelope tag this revision knows; later ones are skipped */
+#define SPOOL_T_LAST SPOOL_T_DSN_KIND
 
 /* recipient level, in SPOOL_T_RCPT groups and in recipient records */
 enum spool_rtag {

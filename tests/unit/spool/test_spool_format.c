@@ -52,6 +52,8 @@ sample_env(void)
 	e->rcpts[2].state = SPOOL_RCPT_BOUNCED;
 	e->rcpts[2].status = xstrdup("");
 	e->held = true;
+	e->received_us = 1700000000123456;
+	e->dsn_kind = SPOOL_DSN_DOUBLE;
 	e->envid = xstrdup("QQ314159");
 	return e;
 }
@@ -79,6 +81,8 @@ assert_env_equal(const struct spool_envelope *a, const struct spool_envelope *b)
 	assert_int_equal(a->received_at, b->received_at);
 	assert_int_equal(a->size, b->size);
 	assert_int_equal(a->held, b->held);
+	assert_int_equal(a->received_us, b->received_us);
+	assert_int_equal(a->dsn_kind, b->dsn_kind);
 	assert_int_equal(a->nrcpts, b->nrcpts);
 	for (size_t i = 0; i < a->nrcpts; i++) {
 		const struct spool_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
@@ -480,7 +484,14 @@ static const struct env_case env_cases[] = {
 	{ "unknown tags", 0,
 	  { TOP(.tag = 0x0777, .len = 3, .fill = 'u'),
 	    RCPT(.tag = 0xffff, .kind = XK_U64, .num = 7) }, NULL, 0 },
-	{ "unknown tag, empty", 0, { TOP(.tag = 13, .len = 0) }, NULL, 0 },
+	{ "unknown tag, empty", 0, { TOP(.tag = SPOOL_T_LAST + 1, .len = 0) },
+	  NULL, 0 },
+	{ "received_us of 4 octets", 0,
+	  { TOP(.tag = SPOOL_T_RECEIVED_US, .kind = XK_U32, .num = 1) }, NULL,
+	  -1 },
+	{ "dsn_kind of 8 octets", 0,
+	  { TOP(.tag = SPOOL_T_DSN_KIND, .kind = XK_U64, .num = 1) }, NULL,
+	  -1 },
 	{ "rcpt without address", SK_ADDR, { { 0 } }, NULL, -1 },
 	{ "rcpt address twice", 0,
 	  { RCPT(.tag = SPOOL_RT_ADDRESS, .len = 1, .fill = 'y') }, NULL, -1 },
