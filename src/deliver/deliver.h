@@ -196,6 +196,39 @@ void deliverq_tick(struct deliverq *q, int64_t now);
 /* messages held (not yet final) */
 unsigned deliverq_count(const struct deliverq *q);
 
+/*
+ * Queue control (tern queue). Loop thread only. While a Maildir job or
+ * a record job has a message (`busy`), only its fixed fields may be read
+ * (id, senders, size, times, recipient addresses): the job writes the
+ * recipient states.
+ */
+typedef void deliverq_each_fn(void *arg, const struct spool_envelope *env,
+			      bool busy, int64_t due);
+/* calls fn for every message held */
+void deliverq_each(const struct deliverq *q, deliverq_each_fn *fn,
+		   void *arg);
+/* the message called id, or NULL */
+const struct spool_envelope *deliverq_find(const struct deliverq *q,
+					   const char *id, bool *busy_r);
+/* deferred recipients of id (NULL: of every message) are due at once;
+ * returns the number of messages it touched */
+unsigned deliverq_flush(struct deliverq *q, const char *id, int64_t now);
+/* result: 0, or an errno value */
+typedef void deliverq_ctl_cb(void *arg, int result);
+/*
+ * Holds (no delivery until released) or releases message id, recorded
+ * durably; a release also makes it due at once. cb runs on the loop
+ * thread once the record is durable. -1 when no such message is queued.
+ */
+int deliverq_hold(struct deliverq *q, const char *id, bool held,
+		  deliverq_ctl_cb *cb, void *arg);
+/*
+ * Deletes message id from the queue and the spool, silently (no bounce),
+ * once an attempt in flight has ended. -1 when no such message.
+ */
+int deliverq_delete(struct deliverq *q, const char *id, deliverq_ctl_cb *cb,
+		    void *arg);
+
 
 /* ------------------------------------------------------------------ */
 /*

@@ -48,6 +48,11 @@ struct dq_msg {
 	void *direct_arg;
 	struct dq_msg *direct_next;
 	struct dq_msg *relay_next, *relay_prev; /* while relaying */
+	struct dq_msg *all_next, *all_prev;     /* every queued message */
+	bool deleted;           /* `tern queue delete`: gone after its
+				 * attempt */
+	deliverq_ctl_cb *delete_cb;
+	void *delete_arg;
 };
 
 struct deliverq {
@@ -57,6 +62,7 @@ struct deliverq {
 	struct sched_policy policy;
 	struct relay *relay;    /* NULL: relay recipients wait */
 	struct dq_msg *relaying; /* messages with the relay agent */
+	struct dq_msg *all;     /* every message held, for queue control */
 	unsigned nrelaying;
 	unsigned records;       /* record jobs of relay outcomes running */
 	int64_t now;            /* from the last add or tick */

@@ -228,27 +228,65 @@ heap_push(struct deliverq *q, struct dq_msg *m)
 	q->heap[i] = m;
 }
 
-static struct dq_msg *
-heap_pop(struct deliverq *q)
+/* puts m at slot i or below it, where it belongs */
+static void
+heap_sift_down(struct deliverq *q, size_t i, struct dq_msg *m)
 {
-	struct dq_msg *top = q->heap[0];
-	struct dq_msg *last = q->heap[--q->nheap];
-	size_t i = 0;
-
 	for (;;) {
 		size_t c = 2 * i + 1;
 		if (c >= q->nheap)
 			break;
 		if (c + 1 < q->nheap && before(q->heap[c + 1], q->heap[c]))
 			c++;
-		if (!before(q->heap[c], last))
+		if (!before(q->heap[c], m))
 			break;
 		q->heap[i] = q->heap[c];
 		i = c;
 	}
+	q->heap[i] = m;
+}
+
+static struct dq_msg *
+heap_pop(struct deliverq *q)
+{
+	struct dq_msg *top = q->heap[0];
+	struct dq_msg *last = q->heap[--q->nheap];
+
 	if (q->nheap > 0)
-		q->heap[i] = last;
+		heap_sift_down(q, 0, last);
 	return top;
+}
+
+/* after due times changed or an element went: heap order again, O(n) */
+static void
+heap_rebuild(struct deliverq *q)
+{
+	for (size_t i = q->nheap / 2; i-- > 0;)
+		heap_sift_down(q, i, q->heap[i]);
+}
+
+/* every message the runner holds, for queue control */
+static void
+all_add(struct deliverq *q, struct dq_msg *m)
+{
+	m->all_prev = NULL;
+	m->all_next = q->all;
+	if (q->all != NULL)
+		q->all->all_prev = m;
+	q->all = m;
+}
+
+static void
+msg_release(struct deliverq *q, struct dq_msg *m)
+{
+	if (m->all_prev != NULL)
+		m->all_prev->all_next = m->all_next;
+	else if (q->all == m)
+		q->all = m->all_next;
+	if (m->all_next != NULL)
+		m->all_next->all_prev = m->all_prev;
+	spool_envelope_free(&m->env);
+	free(m);
 }
 
 /* ---- the job (worker thread) ----------------------------------------- */
@@ -707,6 +745,7 @@ job_work(void *arg)
 static void run_due(struct deliverq *q);
 static void run_direct(struct deliverq *q);
 static void relay_dispatch(struct deliverq *q, struct dq_msg *m);
+static void msg_delete(struct deliverq *q, struct dq_msg *m);
 static void job_done(void *arg);
 
 /* frees what a job held for one message, not the message */
@@ -769,6 +808,11 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 		m->relay_next->relay_prev = m->relay_prev;
 	m->relaying = false;
 	q->nrelaying--;
+	if (m->deleted) {
+		m->running = false;
+		msg_delete(q, m);
+		return;
+	}
 
 	j->q = q;
 	j->record = true;
@@ -863,8 +907,9 @@ job_done(void *arg)
 		one_release(o);
 		m->running = false;
 		if (o->finished) {
-			spool_envelope_free(&m->env);
-			free(m);
+			msg_release(q, m);
+		} else if (m->deleted) {
+			msg_delete(q, m);
 		} else if (!j->record && !q->closing &&
 			   msg_due_relay(q, m->env, q->now)) {
 			relay_dispatch(q, m);
@@ -1053,17 +1098,14 @@ deliverq_free(struct deliverq **qp)
 		(void)poll(&pfd, 1, 100);
 		(void)workq_complete(q->wq);
 	}
-	for (size_t i = 0; i < q->nheap; i++) {
-		spool_envelope_free(&q->heap[i]->env);
-		free(q->heap[i]);
-	}
+	for (size_t i = 0; i < q->nheap; i++)
+		msg_release(q, q->heap[i]);
 	/* the relay agent was freed first: these get no outcome now and
 	 * stay in the spool as they are */
 	while (q->relaying != NULL) {
 		struct dq_msg *m = q->relaying;
 		q->relaying = m->relay_next;
-		spool_envelope_free(&m->env);
-		free(m);
+		msg_release(q, m);
 	}
 	free(q->heap);
 	free(q);
@@ -1081,6 +1123,7 @@ dq_add(struct deliverq *q, struct spool_envelope *env, int64_t now,
 	m->env = env;
 	m->due = msg_due(q, env);
 	m->seq = q->seq++;
+	all_add(q, m);
 	heap_push(q, m);
 	run_due(q);
 }
@@ -1109,4 +1152,174 @@ deliverq_count(const struct deliverq *q)
 {
 	return (unsigned)q->nheap + q->running_msgs + q->nrelaying +
 	       q->records;
+}
+
+/* ---- queue control ----------------------------------------------------- */
+
+struct dq_ctl {
+	struct deliverq *q;
+	struct dq_msg *m;          /* delete: freed in done */
+	char id[SPOOL_ID_LEN + 1];
+	bool held;
+	int err;
+	deliverq_ctl_cb *cb;
+	void *arg;
+};
+
+static struct dq_msg *
+find(const struct deliverq *q, const char *id)
+{
+	for (struct dq_msg *m = q->all; m != NULL; m = m->all_next)
+		if (strcmp(m->env->id, id) == 0)
+			return m;
+	return NULL;
+}
+
+void
+deliverq_each(const struct deliverq *q, deliverq_each_fn *fn, void *arg)
+{
+	for (const struct dq_msg *m = q->all; m != NULL; m = m->all_next)
+		fn(arg, m->env, m->running && !m->relaying, m->due);
+}
+
+const struct spool_envelope *
+deliverq_find(const struct deliverq *q, const char *id, bool *busy_r)
+{
+	const struct dq_msg *m = find(q, id);
+
+	if (m == NULL)
+		return NULL;
+	if (busy_r != NULL)
+		*busy_r = m->running && !m->relaying;
+	return m->env;
+}
+
+unsigned
+deliverq_flush(struct deliverq *q, const char *id, int64_t now)
+{
+	unsigned n = 0;
+
+	if (now > q->now)
+		q->now = now;
+	for (size_t i = 0; i < q->nheap; i++) {
+		struct dq_msg *m = q->heap[i];
+		struct spool_envelope *env = m->env;
+		if (id != NULL && strcmp(env->id, id) != 0)
+			continue;
+		/* in memory only: the records keep the old next try, and a
+		 * restart simply waits for it */
+		for (size_t k = 0; k < env->nrcpts; k++)
+			if (env->rcpts[k].state == SPOOL_RCPT_DEFERRED)
+				env->rcpts[k].next_try = q->now;
+		m->due = msg_due(q, env);
+		n++;
+	}
+	heap_rebuild(q);
+	run_due(q);
+	return n;
+}
+
+static void
+hold_work(void *arg)
+{
+	struct dq_ctl *c = arg;
+
+	if (spool_msg_hold(c->q->spool, c->id, c->held) < 0)
+		c->err = errno != 0 ? errno : EIO;
+}
+
+static void
+ctl_done(void *arg)
+{
+	struct dq_ctl *c = arg;
+	struct deliverq *q = c->q;
+
+	if (c->m != NULL)
+		msg_release(q, c->m);
+	if (c->cb != NULL)
+		c->cb(c->arg, c->err);
+	free(c);
+	run_due(q);
+}
+
+int
+deliverq_hold(struct deliverq *q, const char *id, bool held,
+	      deliverq_ctl_cb *cb, void *arg)
+{
+	struct dq_msg *m = find(q, id);
+	struct dq_ctl *c;
+
+	if (m == NULL || m->deleted)
+		return -1;
+	/* held is read on this thread only (msg_due); a job never writes it */
+	m->env->held = held;
+	if (!m->running) {
+		m->due = msg_due(q, m->env);
+		if (!held)
+			for (size_t k = 0; k < m->env->nrcpts; k++)
+				if (m->env->rcpts[k].state ==
+				    SPOOL_RCPT_DEFERRED)
+					m->env->rcpts[k].next_try = q->now;
+		m->due = msg_due(q, m->env);
+		heap_rebuild(q);
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->q = q;
+	memcpy(c->id, id, sizeof(c->id));
+	c->held = held;
+	c->cb = cb;
+	c->arg = arg;
+	workq_submit(q->wq, hold_work, ctl_done, c);
+	return 0;
+}
+
+static void
+delete_work(void *arg)
+{
+	struct dq_ctl *c = arg;
+
+	if (spool_remove(c->q->spool, c->id) < 0 && errno != ENOENT)
+		c->err = errno != 0 ? errno : EIO;
+}
+
+/* takes m out of the heap (when it is there) and removes it from the
+ * spool; m is freed once that is done */
+static void
+msg_delete(struct deliverq *q, struct dq_msg *m)
+{
+	struct dq_ctl *c = xcalloc(1, sizeof(*c));
+
+	for (size_t i = 0; i < q->nheap; i++) {
+		if (q->heap[i] == m) {
+			q->heap[i] = q->heap[--q->nheap];
+			heap_rebuild(q);
+			break;
+		}
+	}
+	c->q = q;
+	c->m = m;
+	memcpy(c->id, m->env->id, sizeof(c->id));
+	c->cb = m->delete_cb;
+	c->arg = m->delete_arg;
+	log_info("queue id=%s event=deleted nrcpt=%zu", m->env->id,
+		 m->env->nrcpts);
+	workq_submit(q->wq, delete_work, ctl_done, c);
+}
+
+int
+deliverq_delete(struct deliverq *q, const char *id, deliverq_ctl_cb *cb,
+		void *arg)
+{
+	struct dq_msg *m = find(q, id);
+
+	if (m == NULL || m->deleted)
+		return -1;
+	m->deleted = true;
+	m->delete_cb = cb;
+	m->delete_arg = arg;
+	/* a running attempt ends first: job_done or the relay's outcome
+	 * sees the mark */
+	if (!m->running)
+		msg_delete(q, m);
+	return 0;
 }
