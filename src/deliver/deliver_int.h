@@ -21,6 +21,22 @@
 /* messages one direct batch takes: their sessions wait for one syncfs */
 #define DELIVER_DIRECT_BATCH_MAX 128
 
+/*
+ * Delivery status notifications (deliver_dsn.c; worker thread). Sends
+ * the report env owes at `now` (mem: its body when it is in memory):
+ * returns 1 with the report's queued envelope in *report_r (heap, for
+ * the runner to take up) and the recipients it marked (flags) in
+ * *changed_r (heap) / *nchanged_r, 0 when none is owed, -1 when it could
+ * not be sent (logged; tried again after the next attempt).
+ */
+int deliver_dsn_send(struct deliverq *q, struct spool_envelope *env,
+		     const void *mem, size_t memlen, int64_t now,
+		     struct spool_envelope **report_r, size_t **changed_r,
+		     size_t *nchanged_r);
+/* true while a final recipient of env is owed a report */
+bool deliver_dsn_owed(const struct deliverq *q,
+		      const struct spool_envelope *env);
+
 /* the SRS sender for mail forwarded from `sender` (heap), or NULL when
  * it cannot be made (deliver_srs.c) */
 char *deliver_srs_sender(const struct tern_conf *conf, const char *sender,

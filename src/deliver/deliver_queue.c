@@ -85,6 +85,8 @@ struct dq_one {
 	uint64_t off, len;
 	int open_err;              /* errno of spool_body_open, or 0 */
 	int rec_err;               /* errno of a failed record, or 0 */
+	struct spool_envelope *report; /* a DSN it queued, for the runner */
+	bool dsn_err;              /* a DSN owed could not be queued */
 	bool finished;             /* every recipient final and durable */
 	bool vanished;             /* the queue file disappeared */
 };
@@ -488,6 +490,10 @@ settle(struct dq_job *j, struct dq_one *o)
 			r->state = SPOOL_RCPT_DELIVERED;
 			/* a relayed recipient keeps the server's reply */
 			r->diag = res->relayed ? res->diag : NULL;
+			/* RFC 3461 §4.1: a server with DSN got our NOTIFY
+			 * and owes the success report from here on */
+			if (res->relayed && res->peer_dsn)
+				r->flags |= SPOOL_RCPT_F_DSN_DONE;
 			break;
 		case DELIVER_PERMFAIL:
 			r->state = SPOOL_RCPT_BOUNCED;
@@ -530,6 +536,7 @@ settle(struct dq_job *j, struct dq_one *o)
 		r->state = res->rec.state;
 		r->next_try = res->rec.next_try;
 		r->last_try = res->rec.last_try;
+		r->flags = res->rec.flags;
 		free(r->diag);
 		r->diag = res->rec.diag != NULL ? xstrdup(res->rec.diag) : NULL;
 		free(r->status);
@@ -539,11 +546,41 @@ settle(struct dq_job *j, struct dq_one *o)
 				xstrdup(res->remote_mta) : NULL;
 		res->recorded = true;
 	}
-	if (o->rec_err == 0 && env_final(env)) {
-		o->finished = true;
-		return true;
-	}
 	return false;
+}
+
+/*
+ * The report the message owes, if any (deliver_dsn.c): sent, then the
+ * recipients it covers are recorded as reported unless the message is
+ * about to go.
+ */
+static void
+dsn_step(struct dq_job *j, struct dq_one *o)
+{
+	struct deliverq *q = j->q;
+	struct spool_envelope *env = o->m->env;
+	size_t *changed = NULL, nchanged = 0;
+	int r;
+
+	if (o->vanished || o->rec_err != 0)
+		return;
+	r = deliver_dsn_send(q, env, o->m->mem, o->m->memlen, j->now,
+			     &o->report, &changed, &nchanged);
+	if (r < 0)
+		o->dsn_err = true;
+	if (r != 1)
+		return;
+	if (!j->direct && !(env_final(env) && !deliver_dsn_owed(q, env))) {
+		struct spool_rcpt *recs = xcalloc(nchanged, sizeof(*recs));
+		for (size_t k = 0; k < nchanged; k++)
+			recs[k] = env->rcpts[changed[k]];
+		if (spool_rcpt_update_n(q->spool, env->id, changed, recs,
+					nchanged) < 0)
+			log_warn("deliver id=%s event=dsn_record error=\"%s\"",
+				 env->id, strerror(errno));
+		free(recs);
+	}
+	free(changed);
 }
 
 static const char *
@@ -709,19 +746,34 @@ job_work(void *arg)
 	if (j->direct) {
 		double now = wall_now();
 		for (size_t i = 0; i < j->n; i++) {
-			settle_direct(j, &j->one[i]);
-			log_outcomes(&j->one[i], now);
+			struct dq_one *o = &j->one[i];
+			settle_direct(j, o);
+			dsn_step(j, o);
+			/* a report that could not be queued is owed by the
+			 * spooled message instead */
+			if (o->dsn_err)
+				o->finished = false;
+			log_outcomes(o, now);
 		}
 		return;
 	}
 
-	/* records first, then one removal for every final message */
+	/* records first, then the reports owed, then one removal for every
+	 * final message */
 	const char **ids = xcalloc(j->n > 0 ? j->n : 1, sizeof(*ids));
 	int *errs = xcalloc(j->n > 0 ? j->n : 1, sizeof(*errs));
 	size_t nids = 0;
+	for (size_t i = 0; i < j->n; i++)
+		(void)settle(j, &j->one[i]);
 	for (size_t i = 0; i < j->n; i++) {
-		if (settle(j, &j->one[i]))
-			ids[nids++] = j->one[i].m->env->id;
+		struct dq_one *o = &j->one[i];
+		struct spool_envelope *env = o->m->env;
+		dsn_step(j, o);
+		if (o->vanished || o->rec_err != 0 || !env_final(env) ||
+		    deliver_dsn_owed(q, env))
+			continue;
+		o->finished = true;
+		ids[nids++] = env->id;
 	}
 	if (nids > 0 && spool_remove_n(q->spool, ids, nids, errs) < 0) {
 		for (size_t k = 0; k < nids; k++) {
@@ -868,10 +920,25 @@ deliverq_set_relay(struct deliverq *q, struct relay *relay)
 	q->relay = relay;
 }
 
+/* the reports a job queued go to the runner like any new message */
+static void
+take_reports(struct deliverq *q, struct dq_job *j)
+{
+	for (size_t i = 0; i < j->n; i++) {
+		struct spool_envelope *rep = j->one[i].report;
+		if (rep == NULL)
+			continue;
+		j->one[i].report = NULL;
+		deliverq_add_new(q, rep, q->now);
+	}
+}
+
 static void
 job_done_direct(struct dq_job *j)
 {
 	struct deliverq *q = j->q;
+
+	take_reports(q, j);
 
 	for (size_t i = 0; i < j->n; i++) {
 		struct dq_one *o = &j->one[i];
@@ -899,6 +966,7 @@ job_done(void *arg)
 		job_done_direct(j);
 		return;
 	}
+	take_reports(q, j);
 
 	for (size_t i = 0; i < j->n; i++) {
 		struct dq_one *o = &j->one[i];

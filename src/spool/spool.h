@@ -162,6 +162,16 @@ int spool_rcpt_update(struct spool *s, const char *id, size_t idx,
 int spool_rcpt_update_n(struct spool *s, const char *id, const size_t *idx,
 			const struct spool_rcpt *rcpts, size_t n);
 /*
+ * Writes a whole message made here (a delivery status notification)
+ * durably into queue/ under a new id (blocking; any thread): the file is
+ * written and fdatasynced under tmp/, renamed into queue/, and queue/ is
+ * fsynced. env is copied (its id and size are replaced); id_r gets the
+ * id (SPOOL_ID_LEN + 1 octets). 0, or -1 with errno and nothing queued.
+ */
+int spool_inject(struct spool *s, const struct spool_envelope *env,
+		 const void *body, size_t len, char *id_r);
+
+/*
  * Records the hold flag of message `id` durably (blocking; any thread),
  * as a message record after the recipient records. 0 or -1 with errno.
  */

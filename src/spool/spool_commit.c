@@ -121,6 +121,7 @@ spool_open(const char *dir, struct workq *wq, struct spool **spool_r,
 	s->wq = wq;
 	s->next_tail = &s->next_head;
 	pthread_mutex_init(&s->recycle_lock, NULL);
+	pthread_mutex_init(&s->id_lock, NULL);
 	s->recycled = xcalloc(SPOOL_RECYCLE_MAX, sizeof(*s->recycled));
 	if (io_mkdir_p(dir, 0700) < 0)
 		goto fail_errno;
@@ -184,6 +185,7 @@ spool_free(struct spool **spoolp)
 	if (s->dirfd >= 0)
 		(void)close(s->dirfd);
 	pthread_mutex_destroy(&s->recycle_lock);
+	pthread_mutex_destroy(&s->id_lock);
 	free(s->recycled);
 	free(s->dir);
 	free(s);
@@ -230,6 +232,9 @@ make_id(struct spool *s, char *id)
 	struct timespec ts;
 	uint64_t rnd;
 
+	/* the loop thread makes ids for received mail, workers for the
+	 * notifications they write (spool_inject) */
+	pthread_mutex_lock(&s->id_lock);
 	(void)clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t us = (uint64_t)ts.tv_sec * 1000000u +
 		      (uint64_t)ts.tv_nsec / 1000u;
@@ -253,6 +258,7 @@ make_id(struct spool *s, char *id)
 	b62_put(id + 9, 4, s->counter);
 	b62_put(id + 13, 7, rnd);
 	id[SPOOL_ID_LEN] = '\0';
+	pthread_mutex_unlock(&s->id_lock);
 }
 
 /* ---- receiving ------------------------------------------------------- */
@@ -993,5 +999,70 @@ spool_body_open(struct spool *s, const char *id, int *fd_r, uint64_t *off_r,
 	*fd_r = fd;
 	*off_r = SPOOL_HDR_SIZE;
 	*len_r = h.body_len;
+	return 0;
+}
+
+/* ---- messages made here -------------------------------------------- */
+
+int
+spool_inject(struct spool *s, const struct spool_envelope *env,
+	     const void *body, size_t len, char *id_r)
+{
+	struct spool_envelope e = *env;
+	struct buf eb;
+	uint8_t hdr[SPOOL_HDR_SIZE];
+	char id[SPOOL_ID_LEN + 1];
+	int fd, err = 0;
+
+	make_id(s, id);
+	memcpy(e.id, id, sizeof(e.id));
+	e.size = len;
+	buf_init(&eb, 0);
+	spool_env_encode(&e, &eb);
+	struct spool_hdr h = {
+		.body_len = len,
+		.env_off = SPOOL_HDR_SIZE + len,
+		.env_len = (uint32_t)eb.len,
+		.env_crc = spool_crc32c(0, eb.p, eb.len),
+	};
+	spool_hdr_encode(&h, hdr);
+	/* tmp/<id>: recovery drops it if we die before the rename */
+	fd = openat(s->tmpfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+	if (fd < 0) {
+		err = errno;
+		goto out;
+	}
+	struct iovec iov[3] = {
+		{ .iov_base = hdr, .iov_len = sizeof(hdr) },
+		{ .iov_base = (void *)(uintptr_t)body, .iov_len = len },
+		{ .iov_base = eb.p, .iov_len = eb.len },
+	};
+	if (io_writev_all(fd, iov, 3) < 0 || io_fdatasync(fd) < 0) {
+		err = errno;
+		(void)close(fd);
+		(void)unlinkat(s->tmpfd, id, 0);
+		goto out;
+	}
+	(void)close(fd);
+	if (renameat2(s->tmpfd, id, s->queuefd, id, RENAME_NOREPLACE) < 0 &&
+	    ((errno != EINVAL && errno != ENOSYS) ||
+	     renameat(s->tmpfd, id, s->queuefd, id) < 0)) {
+		err = errno;
+		(void)unlinkat(s->tmpfd, id, 0);
+		goto out;
+	}
+	if (io_fsync(s->queuefd) < 0) {
+		err = errno;
+		(void)unlinkat(s->queuefd, id, 0);
+		goto out;
+	}
+	memcpy(id_r, id, sizeof(id));
+out:
+	buf_clear(&eb);
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
 	return 0;
 }

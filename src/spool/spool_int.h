@@ -223,6 +223,7 @@ struct spool {
 	 * of aborted messages. Any thread, under recycle_lock.
 	 */
 	pthread_mutex_t recycle_lock;
+	pthread_mutex_t id_lock;   /* make_id(): loop thread and workers */
 	char (*recycled)[SPOOL_ID_LEN + 1];
 	unsigned nrecycled;
 };

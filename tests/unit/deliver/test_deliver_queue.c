@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "deliver/deliver_int.h"
+#include "smtp/smtp.h"
 #include "unit_fs.h"
 
 #define HOST "mx.test"
@@ -181,6 +182,65 @@ md_name(const struct spool_envelope *env, size_t idx)
 	return n;
 }
 
+
+/* ---- delivery status notifications ----------------------------------- */
+
+struct find_report {
+	const struct spool_envelope *env;
+	unsigned n;
+};
+
+static void
+find_report_fn(void *arg, const struct spool_envelope *env, bool busy,
+	       int64_t due)
+{
+	struct find_report *fr = arg;
+
+	(void)busy;
+	(void)due;
+	if (env->dsn_kind != SPOOL_DSN_NONE) {
+		fr->env = env;
+		fr->n++;
+	}
+}
+
+/*
+ * The one report the runner queued: from <> to the sender (a relay
+ * recipient here: example.org is no local domain of the fixture),
+ * saying that rcpt failed with status; its text is in the spool.
+ */
+static void
+expect_report(struct fix *f, const char *rcpt, const char *status)
+{
+	struct find_report fr = { 0 };
+	int fd;
+	uint64_t off, len;
+	char want[256];
+
+	deliverq_each(f->q, find_report_fn, &fr);
+	assert_int_equal(fr.n, 1);
+	const struct spool_envelope *rep = fr.env;
+	assert_int_equal(rep->dsn_kind, SPOOL_DSN_REPORT);
+	assert_string_equal(rep->mail_from, "");
+	assert_int_equal(rep->nrcpts, 1);
+	assert_string_equal(rep->rcpts[0].dest, "sender@example.org");
+	assert_int_equal(rep->rcpts[0].agent, SPOOL_AGENT_RELAY);
+	assert_int_equal(rep->rcpts[0].notify, SMTP_NOTIFY_NEVER);
+	assert_int_equal(spool_body_open(f->s, rep->id, &fd, &off, &len), 0);
+	char *text = xcalloc(1, (size_t)len + 1);
+	assert_int_equal(io_pread_all(fd, text, (size_t)len, (off_t)off), 0);
+	close(fd);
+	snprintf(want, sizeof(want), "Final-Recipient: rfc822; %s\r\n", rcpt);
+	if (strstr(text, want) == NULL)
+		fail_msg("report lacks \"%s\":\n%s", want, text);
+	snprintf(want, sizeof(want), "Status: %s\r\n", status);
+	if (strstr(text, want) == NULL)
+		fail_msg("report lacks \"%s\":\n%s", want, text);
+	assert_non_null(strstr(text, "Action: failed\r\n"));
+	assert_non_null(strstr(text, "To: <sender@example.org>\r\n"));
+	free(text);
+}
+
 static void
 test_end_to_end(void **state)
 {
@@ -193,10 +253,12 @@ test_end_to_end(void **state)
 	char *a = md_name(env, 0), *b = md_name(env, 1);
 
 	deliverq_add(f->q, env, t);
-	drive_until_count(f, 0);
+	/* what stays is the report about carol */
+	drive_until_count(f, 1);
 	check_one_message(f->md[0], a);
 	check_one_message(f->md[1], b);
-	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
+	expect_report(f, "carol@example.org", "5.1.1");
 	free(a);
 	free(b);
 }
@@ -284,7 +346,9 @@ test_durable_states(void **state)
 	struct spool_envelope *env = commit(f, body, dests, 3, t);
 
 	deliverq_add(f->q, env, t);
-	drive_until_count(f, 1);
+	/* dave's message waits, and so does the report about carol */
+	drive_until_count(f, 2);
+	expect_report(f, "carol@example.org", "5.1.1");
 	/* what a restart would see */
 	deliverq_free(&f->q);
 	spool_free(&f->s);
@@ -293,8 +357,17 @@ test_durable_states(void **state)
 	struct spool_envelope *got[2];
 	size_t ngot = 0;
 	struct cb c = { got, &ngot };
-	assert_int_equal(spool_recover(f->s, cb_fn, &c), 1);
+	assert_int_equal(spool_recover(f->s, cb_fn, &c), 2);
+	if (got[0]->dsn_kind != SPOOL_DSN_NONE) {
+		struct spool_envelope *x = got[0];
+		got[0] = got[1];
+		got[1] = x;
+	}
+	assert_int_equal(got[1]->dsn_kind, SPOOL_DSN_REPORT);
+	spool_envelope_free(&got[1]);
 	env = got[0];
+	/* the report about carol is recorded: a restart sends no second */
+	assert_true((env->rcpts[2].flags & SPOOL_RCPT_F_DSN_DONE) != 0);
 	assert_int_equal(env->rcpts[0].state, SPOOL_RCPT_DEFERRED);
 	assert_int_equal(env->rcpts[0].next_try, t + CONF_RETRY_MIN_DEFAULT);
 	assert_int_equal(env->rcpts[1].state, SPOOL_RCPT_DELIVERED);
@@ -307,7 +380,8 @@ test_durable_states(void **state)
 	drive_until_count(f, 0);
 	assert_int_equal(ut_count_dir(f->md[1], "new"), 1);
 	assert_int_equal(ut_count_dir(f->md[3], "new"), 1);
-	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
+	/* only the report is left (it was not handed to this runner) */
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
 }
 
 static void
@@ -321,8 +395,10 @@ test_expiry_bounces(void **state)
 					    t - CONF_QUEUE_LIFETIME_DEFAULT - 10);
 
 	deliverq_add(f->q, env, t);
-	drive_until_count(f, 0);
-	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 0);
+	drive_until_count(f, 1);
+	/* the message went; its report came */
+	assert_int_equal(ut_count_dir(f->spooldir, "queue"), 1);
+	expect_report(f, "dave@example.org", "5.4.7");
 	struct stat st;
 	assert_int_equal(stat(f->md[3], &st), 0);
 	assert_true(S_ISREG(st.st_mode));  /* nothing was delivered */
