@@ -82,6 +82,28 @@ def dns_server(tmp_path):
     yield dns
     dns.stop()
 
+
+@pytest.fixture
+def relay_dns(dns_server):
+    """Factory: relay_dns(records) starts dns_server with records like
+    {"mx": [(domain, host, pref)], "a": [(host, addr)], "null_mx":
+    [domain]} and returns it (.addr is "127.0.0.1:PORT")."""
+    def make(records):
+        for domain, host, pref in records.get("mx", []):
+            dns_server.mx(domain, host, pref)
+        names = {}
+        for name, addr in records.get("a", []):
+            names.setdefault(name, []).append(addr)
+        for name, addrs in names.items():
+            dns_server.host(name, *addrs)
+        for domain in records.get("null_mx", []):
+            dns_server.null_mx(domain)
+        dns_server.start()
+        dns_server.addr = dns_server.server
+        return dns_server
+    return make
+
+
 # ---------------------------------------------------------------------------
 # Relay peers: SMTP sinks (smtpsink.py) and private Postfix instances
 # (postfixlib.py) for tern to deliver to or receive from. Both stop only

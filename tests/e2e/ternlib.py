@@ -434,6 +434,9 @@ DEFAULT_CONFIG = {
     "domain": ["example.test", "localhost"],
     "user": ["alice", "bob", "demo"],
     "alias": ["team: alice, bob"],
+    # the tests' client (127.0.0.1) is a stranger unless a test says so:
+    # it may only send to the local domains
+    "relay_from": "192.0.2.0/24",
 }
 
 
