@@ -114,9 +114,11 @@ word(struct parser *ps, struct buf *out)
 				if (++ps->i >= ps->n)
 					break;
 				c = ps->p[ps->i];
-			} else if (c == '\r' || c == '\n') {
-				continue; /* §3.2.2: unfolding drops the CRLF */
 			}
+			/* §3.2.2: unfolding drops the CRLF (and §4.1 obs-qp
+			 * may quote one: no line break ever reaches a path) */
+			if (c == '\r' || c == '\n')
+				continue;
 			if (c == '\0')
 				return fail(ps, "NUL in a quoted string");
 			(void)buf_append(out, &c, 1);
@@ -202,6 +204,7 @@ domain(struct parser *ps, struct buf *out)
 	size_t start;
 
 	if (c == '[') {
+		(void)buf_append(out, "[", 1);
 		for (ps->i++; ps->i < ps->n; ps->i++) {
 			uint8_t d = ps->p[ps->i];
 

@@ -113,8 +113,7 @@ serve_start(struct tern_server *srv, char **error_r)
 			 net_listener_name(srv->listeners[i]));
 	}
 	/* local submission: tern sendmail */
-	if (smtpd_listen_local(srv, error_r) < 0)
-		return -1;
+	smtpd_listen_local(srv);
 	return 0;
 }
 

@@ -74,8 +74,11 @@ void smtpd_accept(struct tern_server *srv, int fd,
  */
 #define SERVE_SENDMAIL_SOCKET "public/sendmail.sock"
 #define SERVE_LOCAL_SESSIONS_MAX 32
-/* starts srv->sendmail_listener; 0, or -1 with *error_r (heap) */
-int smtpd_listen_local(struct tern_server *srv, char **error_r);
+/* starts srv->sendmail_listener; a failure (a state_dir path too long
+ * for a socket, say) is logged and leaves the server without it, since
+ * SMTP over TCP matters more: `tern sendmail` then says it cannot reach
+ * the server */
+void smtpd_listen_local(struct tern_server *srv);
 /* drops a session at once, connection and transaction (final stop) */
 void smtpd_session_abandon(struct smtpd_session *s);
 /* 421 to every session; they close as soon as nothing waits on them */

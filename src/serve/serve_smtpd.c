@@ -958,39 +958,42 @@ local_accept(void *arg, int fd, const struct sockaddr *peer,
 	session_start(arg, fd, peer, local, true);
 }
 
-int
-smtpd_listen_local(struct tern_server *srv, char **error_r)
+void
+smtpd_listen_local(struct tern_server *srv)
 {
 	const char *state_dir = srv->conf->state_dir;
 	char *dir = xasprintf("%s/public", state_dir);
 	char *path = xasprintf("%s/%s", state_dir, SERVE_SENDMAIL_SOCKET);
 	struct stat st;
-	int r = -1;
+	char *error = NULL;
 
 	/* every local user must reach the socket: the state directory
 	 * gets search permission (x, not r: its names are not listed; the
 	 * spool and the Maildirs under it stay 0700 on their own) */
 	if (stat(state_dir, &st) == 0 && (st.st_mode & 0111) != 0111 &&
 	    chmod(state_dir, (st.st_mode & 07777) | 0111) < 0) {
-		*error_r = xasprintf("cannot chmod %s: %s", state_dir,
-				     strerror(errno));
+		error = xasprintf("cannot chmod %s: %s", state_dir,
+				  strerror(errno));
 		goto out;
 	}
 	if (io_mkdir_p(dir, 0755) < 0 || chmod(dir, 0755) < 0) {
-		*error_r = xasprintf("cannot create %s: %s", dir,
-				     strerror(errno));
+		error = xasprintf("cannot create %s: %s", dir,
+				  strerror(errno));
 		goto out;
 	}
 	if (net_listen_unix(srv->base, path, 0666, local_accept, srv,
-			    &srv->sendmail_listener, error_r) < 0)
+			    &srv->sendmail_listener, &error) < 0)
 		goto out;
 	log_info("tern event=listen address=%s role=sendmail",
 		 net_listener_name(srv->sendmail_listener));
-	r = 0;
 out:
+	if (error != NULL) {
+		log_error("tern event=listen role=sendmail error=\"%s\"",
+			  error);
+		free(error);
+	}
 	free(dir);
 	free(path);
-	return r;
 }
 
 void

@@ -345,3 +345,29 @@ def test_works_while_tcp_sessions_are_full(tern_server):
         (_, _, rest), = delivered(srv, "alice")
         assert body(rest) == b"still works\r\n"
         held.expect("NOOP", "250")
+
+
+def test_local_sessions_do_not_take_tcp_slots(tern_server):
+    """The other way round: a local session held open does not count
+    against sessions_max."""
+    import socket
+    srv = tern_server(sessions_max="1")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+        u.settimeout(10)
+        u.connect(str(srv.state_dir / "public" / "sendmail.sock"))
+        assert u.recv(512).startswith(b"220 "), "no greeting on the socket"
+        with srv.connect(greet=False) as c:
+            r = c.read_reply()
+            assert r.code == 220, "want 220 over TCP, got %s" % r
+
+
+def test_socket_path_too_long(tern_server, tmp_path):
+    """A state_dir too long for a socket path: the server runs without
+    local submission (and says so), sendmail fails loudly."""
+    state = tmp_path / ("d" * 110) / "state"
+    srv = tern_server(state_dir=str(state))
+    assert srv.wait_log(r"event=listen role=sendmail error=.*longer than"), \
+        tail(srv.stderr_text())
+    r = sendmail(srv, ["alice@example.test"], b"x\n")
+    assert r.rc == EX_UNAVAILABLE and "cannot reach the server at %s" % (
+        state / "public" / "sendmail.sock") in r.err, str(r)
