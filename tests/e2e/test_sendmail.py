@@ -371,3 +371,29 @@ def test_socket_path_too_long(tern_server, tmp_path):
     r = sendmail(srv, ["alice@example.test"], b"x\n")
     assert r.rc == EX_UNAVAILABLE and "cannot reach the server at %s" % (
         state / "public" / "sendmail.sock") in r.err, str(r)
+
+
+LOCAL_SESSIONS_MAX = 32     # SERVE_LOCAL_SESSIONS_MAX
+
+
+def test_local_reserve_full_is_a_tempfail(srv):
+    """Every local session taken: the server says 421, sendmail exits
+    EX_TEMPFAIL with the reply, and works again once one is free."""
+    import socket
+    held = []
+    try:
+        for _ in range(LOCAL_SESSIONS_MAX):
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(u)
+            u.settimeout(10)
+            u.connect(str(srv.state_dir / "public" / "sendmail.sock"))
+            assert u.recv(512).startswith(b"220 ")
+        r = sendmail(srv, ["alice@example.test"], b"x\n")
+        assert r.rc == 75 and "421" in r.err, "want 75 and the 421, got %s" % r
+        nothing_for(srv, "alice")
+    finally:
+        for u in held:
+            u.close()
+    assert srv.wait_log(r"event=disconnect client=local uid=\d+ messages=0")
+    ok(srv, ["alice@example.test"], b"x\n")
+    assert len(delivered(srv, "alice")) == 1
