@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "main/tern_route.h"
+#include "main/tern_sendmail.h"
 #include "serve/serve.h"
 
 #define TERN_VERSION "0.1.0"
@@ -29,6 +30,7 @@ usage(FILE *f)
 		"       tern check-config FILE       check a configuration and exit\n"
 		"       tern dump-config [--config FILE]  print the effective configuration\n"
 		"       tern route DOMAIN [--dns HOST:PORT] [--no-mx]  show the delivery route\n"
+		"       tern sendmail [-t] [-i] [-f FROM] [RCPT...]  send a message (stdin)\n"
 		"       tern version\n"
 		"Without --config, tern runs its embedded defaults: it listens on\n"
 		"127.0.0.1:2525 and accepts mail for demo@localhost.\n");
@@ -249,7 +251,11 @@ int
 main(int argc, char **argv)
 {
 	const char *config = NULL;
+	const char *base = strrchr(argv[0], '/');
 
+	/* invoked as sendmail (a /usr/sbin/sendmail link): its options */
+	if (strcmp(base != NULL ? base + 1 : argv[0], "sendmail") == 0)
+		return tern_sendmail_main(argc, argv, load_conf);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -261,6 +267,8 @@ main(int argc, char **argv)
 		}
 		return cmd_check(argv[2]);
 	}
+	if (strcmp(argv[1], "sendmail") == 0)
+		return tern_sendmail_main(argc - 1, argv + 1, load_conf);
 	if (strcmp(argv[1], "route") == 0)
 		return tern_route_main(argc, argv, load_conf);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {

@@ -124,4 +124,27 @@ struct msg_dsn {
 int msg_dsn_build(const struct msg_dsn *d, struct buf *out,
 		  const char **error_r);
 
+/* ------------------------------------------------------------------ */
+/*
+ * RFC 5322 §3.4 address lists (msg_addr.c), for `sendmail -t`.
+ */
+struct msg_addr_list {
+	char **addrs;               /* heap; each a heap string */
+	size_t n;
+};
+
+/*
+ * Appends to l the addresses of the address-list in p[0..n) (a field
+ * body such as that of To:, folded or not): the addr-spec of each
+ * mailbox, of each group member, display names and comments dropped, §4.4
+ * obsolete forms accepted. Each address is in its RFC 5321 §4.1.2 form
+ * (a local part that is no Dot-string comes quoted). A mailbox written
+ * as a local part alone ("root") comes out as that: the caller qualifies
+ * it. Returns 0, or -1 with *error_r (static text) and l as it was.
+ */
+int msg_addr_list_parse(const uint8_t *p, size_t n, struct msg_addr_list *l,
+			const char **error_r);
+/* frees every address; l is empty again */
+void msg_addr_list_clear(struct msg_addr_list *l);
+
 #endif

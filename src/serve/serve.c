@@ -112,6 +112,8 @@ serve_start(struct tern_server *srv, char **error_r)
 		log_info("tern event=listen address=%s role=mx",
 			 net_listener_name(srv->listeners[i]));
 	}
+	/* local submission: tern sendmail */
+	smtpd_listen_local(srv);
 	return 0;
 }
 
@@ -147,6 +149,7 @@ serve_stop(struct tern_server *srv)
 	log_info("tern event=stopping sessions=%u", srv->nsessions);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		net_listener_free(&srv->listeners[i]);
+	net_listener_free(&srv->sendmail_listener);
 	srv->stop_ev = event_new(srv->base, -1, 0, stop_deadline, srv);
 	event_add(srv->stop_ev, &grace);
 	/* transactions in flight finish; nothing new starts */
@@ -179,6 +182,7 @@ serve_free(struct tern_server *srv)
 		net_listener_free(&srv->listeners[i]);
 	free(srv->listeners);
 	srv->listeners = NULL;
+	net_listener_free(&srv->sendmail_listener);
 	/* outbound connections go first: what they had not finished gets
 	 * no outcome and stays queued as it was */
 	relay_free(&srv->relay);

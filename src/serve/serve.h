@@ -35,9 +35,11 @@ struct tern_server {
 
 	struct net_listener **listeners;
 	size_t nlisteners;
+	struct net_listener *sendmail_listener; /* SERVE_SENDMAIL_SOCKET */
 
 	struct smtpd_session *sessions; /* every live session */
 	unsigned nsessions;
+	unsigned nlocal_sessions;      /* of nsessions: on sendmail_listener */
 	uint32_t next_session_id;
 
 	bool stopping;
@@ -63,6 +65,20 @@ void serve_free(struct tern_server *srv);
 /* smtpd: a new SMTP connection on a listener */
 void smtpd_accept(struct tern_server *srv, int fd,
 		  const struct sockaddr *peer, const struct sockaddr *local);
+/*
+ * Local submission (`tern sendmail`): the socket under state_dir that
+ * any local user may connect to. Its sessions are trusted (they may
+ * relay), show the peer as "local uid=N" (SO_PEERCRED), and are not
+ * counted against sessions_max but against their own reserve, so that
+ * local mail still goes in while every TCP session is taken.
+ */
+#define SERVE_SENDMAIL_SOCKET "public/sendmail.sock"
+#define SERVE_LOCAL_SESSIONS_MAX 32
+/* starts srv->sendmail_listener; a failure (a state_dir path too long
+ * for a socket, say) is logged and leaves the server without it, since
+ * SMTP over TCP matters more: `tern sendmail` then says it cannot reach
+ * the server */
+void smtpd_listen_local(struct tern_server *srv);
 /* drops a session at once, connection and transaction (final stop) */
 void smtpd_session_abandon(struct smtpd_session *s);
 /* 421 to every session; they close as soon as nothing waits on them */

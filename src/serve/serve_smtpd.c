@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,9 @@ struct smtpd_session {
 	char local[NET_ADDR_TEXT_MAX];
 	bool ipv6;
 	bool trusted;             /* in relay_from: may send anywhere */
+	bool is_local;            /* on the sendmail socket: peer is
+				   * "local uid=N" */
+	char uid[16];             /* local: the peer's uid (SO_PEERCRED) */
 
 	/* the transaction: envelope and the message being received */
 	struct spool_envelope *env;
@@ -87,6 +91,8 @@ session_free(struct smtpd_session *s)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	if (s->is_local)
+		srv->nlocal_sessions--;
 	free(s);
 	if (srv->stopping)
 		serve_maybe_exit(srv);
@@ -166,8 +172,13 @@ write_received(struct smtpd_session *s, const char *helo, bool utf8,
 	else
 		proto = s->esmtp ? "ESMTP" : "SMTP";
 	buf_init(&b, 0);
-	buf_printf(&b, "Received: from %s ([%s%s])\r\n\tby %s (tern) with %s id %s",
-		   helo_clean, s->ipv6 ? "IPv6:" : "", s->peer_ip,
+	/* a local program has no host to name: its uid says who sent it */
+	if (s->is_local)
+		buf_printf(&b, "Received: from local (uid %s)", s->uid);
+	else
+		buf_printf(&b, "Received: from %s ([%s%s])", helo_clean,
+			   s->ipv6 ? "IPv6:" : "", s->peer_ip);
+	buf_printf(&b, "\r\n\tby %s (tern) with %s id %s",
 		   s->srv->hostname, proto, spool_msg_id(s->msg));
 	if (s->nrcpt_cmds == 1 && s->first_rcpt != NULL)
 		buf_printf(&b, "\r\n\tfor <%s>", s->first_rcpt);
@@ -853,9 +864,10 @@ static const struct conn_handler smtpd_conn_handler = {
 	.on_drained = conn_on_drained,
 };
 
-void
-smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
-	     const struct sockaddr *local)
+/* local: on the sendmail socket (peer and local are AF_UNIX) */
+static void
+session_start(struct tern_server *srv, int fd, const struct sockaddr *peer,
+	      const struct sockaddr *local, bool is_local)
 {
 	const struct tern_conf *conf = srv->conf;
 	struct smtpd_session *s;
@@ -867,10 +879,22 @@ smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
 		.vrfy_enabled = conf->vrfy,
 		.expn_enabled = conf->expn,
 	};
-	char peer_text[NET_ADDR_TEXT_MAX];
+	char peer_text[NET_ADDR_TEXT_MAX], uid[16] = "unknown";
+	bool full;
 
-	net_addr_text(peer, peer_text, sizeof(peer_text));
-	if (srv->stopping || srv->nsessions >= conf->sessions_max) {
+	if (is_local) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+			snprintf(uid, sizeof(uid), "%u", (unsigned)cred.uid);
+		snprintf(peer_text, sizeof(peer_text), "local uid=%s", uid);
+		full = srv->nlocal_sessions >= SERVE_LOCAL_SESSIONS_MAX;
+	} else {
+		net_addr_text(peer, peer_text, sizeof(peer_text));
+		full = srv->nsessions - srv->nlocal_sessions >=
+		       conf->sessions_max;
+	}
+	if (srv->stopping || full) {
 		char line[300];
 		int n = snprintf(line, sizeof(line),
 				 "421 4.7.0 %s Too many connections, try again later\r\n",
@@ -879,7 +903,8 @@ smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
 			(void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(fd);
 		log_warn("smtp event=refused client=%s reason=%s", peer_text,
-			 srv->stopping ? "stopping" : "sessions_max");
+			 srv->stopping ? "stopping" : is_local ?
+			 "local_sessions_max" : "sessions_max");
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
@@ -888,13 +913,22 @@ smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
 	memcpy(s->peer, peer_text, sizeof(s->peer));
 	net_addr_ip(peer, s->peer_ip, sizeof(s->peer_ip));
 	s->ipv6 = peer->sa_family == AF_INET6;
-	if (peer->sa_family == AF_INET)
+	if (is_local) {
+		/* any local user may send anywhere, as with any sendmail */
+		s->is_local = true;
+		s->trusted = true;
+		memcpy(s->uid, uid, sizeof(s->uid));
+		snprintf(s->peer_ip, sizeof(s->peer_ip), "local");
+		srv->nlocal_sessions++;
+	} else if (peer->sa_family == AF_INET)
 		s->trusted = conf_relay_allowed(conf, 4, (const uint8_t *)
 			&((const struct sockaddr_in *)peer)->sin_addr);
 	else if (peer->sa_family == AF_INET6)
 		s->trusted = conf_relay_allowed(conf, 6, (const uint8_t *)
 			&((const struct sockaddr_in6 *)peer)->sin6_addr);
-	if (local->sa_family != AF_UNSPEC)
+	if (is_local)
+		snprintf(s->local, sizeof(s->local), "%s", SERVE_SENDMAIL_SOCKET);
+	else if (local->sa_family != AF_UNSPEC)
 		net_addr_text(local, s->local, sizeof(s->local));
 	s->engine = smtp_engine_new(&params);
 	s->conn = conn_new(srv->base, fd, &smtpd_conn_handler, s);
@@ -908,6 +942,58 @@ smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
 	smtp_engine_greet(s->engine);
 	session_flush(s);
 	conn_set_timeout(s->conn, conf->timeout_command);
+}
+
+void
+smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
+	     const struct sockaddr *local)
+{
+	session_start(srv, fd, peer, local, false);
+}
+
+static void
+local_accept(void *arg, int fd, const struct sockaddr *peer,
+	     const struct sockaddr *local)
+{
+	session_start(arg, fd, peer, local, true);
+}
+
+void
+smtpd_listen_local(struct tern_server *srv)
+{
+	const char *state_dir = srv->conf->state_dir;
+	char *dir = xasprintf("%s/public", state_dir);
+	char *path = xasprintf("%s/%s", state_dir, SERVE_SENDMAIL_SOCKET);
+	struct stat st;
+	char *error = NULL;
+
+	/* every local user must reach the socket: the state directory
+	 * gets search permission (x, not r: its names are not listed; the
+	 * spool and the Maildirs under it stay 0700 on their own) */
+	if (stat(state_dir, &st) == 0 && (st.st_mode & 0111) != 0111 &&
+	    chmod(state_dir, (st.st_mode & 07777) | 0111) < 0) {
+		error = xasprintf("cannot chmod %s: %s", state_dir,
+				  strerror(errno));
+		goto out;
+	}
+	if (io_mkdir_p(dir, 0755) < 0 || chmod(dir, 0755) < 0) {
+		error = xasprintf("cannot create %s: %s", dir,
+				  strerror(errno));
+		goto out;
+	}
+	if (net_listen_unix(srv->base, path, 0666, local_accept, srv,
+			    &srv->sendmail_listener, &error) < 0)
+		goto out;
+	log_info("tern event=listen address=%s role=sendmail",
+		 net_listener_name(srv->sendmail_listener));
+out:
+	if (error != NULL) {
+		log_error("tern event=listen role=sendmail error=\"%s\"",
+			  error);
+		free(error);
+	}
+	free(dir);
+	free(path);
 }
 
 void
