@@ -91,13 +91,13 @@ def test_notify_passed_to_server_with_dsn(tern_server, smtp_sink, relay_dns):
     srv = tern_server(**relay_config(dns, port))
     transaction(srv, "<%s> RET=HDRS ENVID=QQ314159" % SENDER,
                 ["<bob@remote.test> NOTIFY=SUCCESS,FAILURE "
-                 "ORCPT=rfc822;bob+orig@remote.test"])
+                 "ORCPT=rfc822;bob+2Borig@remote.test"])
     msgs = sink.wait_messages(1, timeout=15)
     assert len(msgs) == 1
     m = msgs[0]
     opts = " ".join(o for os_ in m.rcpt_options for o in os_).upper()
     assert "NOTIFY=SUCCESS,FAILURE" in opts, m.rcpt_options
-    assert "ORCPT=RFC822;BOB+ORIG@REMOTE.TEST" in opts, m.rcpt_options
+    assert "ORCPT=RFC822;BOB+2BORIG@REMOTE.TEST" in opts, m.rcpt_options
     mopts = " ".join(m.mail_options).upper()
     assert "RET=HDRS" in mopts and "ENVID=QQ314159" in mopts, m.mail_options
     # the server owes the success report now, not us
