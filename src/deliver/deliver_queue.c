@@ -1092,7 +1092,8 @@ deliverq_free(struct deliverq **qp)
 	*qp = NULL;
 	/* the done callbacks of running jobs must run before we go */
 	q->closing = true;
-	while (q->running > 0 || q->direct_msgs > 0 || q->records > 0) {
+	while (q->running > 0 || q->direct_msgs > 0 || q->records > 0 ||
+	       q->ctls > 0) {
 		run_direct(q);
 		struct pollfd pfd = { .fd = workq_fd(q->wq), .events = POLLIN };
 		(void)poll(&pfd, 1, 100);
@@ -1234,6 +1235,7 @@ ctl_done(void *arg)
 	struct dq_ctl *c = arg;
 	struct deliverq *q = c->q;
 
+	q->ctls--;
 	if (c->m != NULL)
 		msg_release(q, c->m);
 	if (c->cb != NULL)
@@ -1269,6 +1271,7 @@ deliverq_hold(struct deliverq *q, const char *id, bool held,
 	c->held = held;
 	c->cb = cb;
 	c->arg = arg;
+	q->ctls++;
 	workq_submit(q->wq, hold_work, ctl_done, c);
 	return 0;
 }
@@ -1303,6 +1306,7 @@ msg_delete(struct deliverq *q, struct dq_msg *m)
 	c->arg = m->delete_arg;
 	log_info("queue id=%s event=deleted nrcpt=%zu", m->env->id,
 		 m->env->nrcpts);
+	q->ctls++;
 	workq_submit(q->wq, delete_work, ctl_done, c);
 }
 
