@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "main/tern_queue.h"
 #include "main/tern_route.h"
 #include "serve/serve.h"
 
@@ -29,6 +30,7 @@ usage(FILE *f)
 		"       tern check-config FILE       check a configuration and exit\n"
 		"       tern dump-config [--config FILE]  print the effective configuration\n"
 		"       tern route DOMAIN [--dns HOST:PORT] [--no-mx]  show the delivery route\n"
+		"       tern queue list|show|flush|hold|release|delete ...  the mail queue\n"
 		"       tern version\n"
 		"Without --config, tern runs its embedded defaults: it listens on\n"
 		"127.0.0.1:2525 and accepts mail for demo@localhost.\n");
@@ -250,6 +252,12 @@ main(int argc, char **argv)
 {
 	const char *config = NULL;
 
+	if (argc > 0) {
+		/* `mailq` is `tern queue list`, as with sendmail(8) */
+		const char *slash = strrchr(argv[0], '/');
+		if (strcmp(slash != NULL ? slash + 1 : argv[0], "mailq") == 0)
+			return tern_queue_mailq(argc, argv, load_conf);
+	}
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -263,6 +271,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "route") == 0)
 		return tern_route_main(argc, argv, load_conf);
+	if (strcmp(argv[1], "queue") == 0)
+		return tern_queue_main(argc, argv, load_conf);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("tern %s\n", TERN_VERSION);
 		return 0;

@@ -112,7 +112,7 @@ serve_start(struct tern_server *srv, char **error_r)
 		log_info("tern event=listen address=%s role=mx",
 			 net_listener_name(srv->listeners[i]));
 	}
-	return 0;
+	return serve_control_start(srv, error_r);
 }
 
 static void
@@ -147,6 +147,7 @@ serve_stop(struct tern_server *srv)
 	log_info("tern event=stopping sessions=%u", srv->nsessions);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		net_listener_free(&srv->listeners[i]);
+	serve_control_stop(srv);
 	srv->stop_ev = event_new(srv->base, -1, 0, stop_deadline, srv);
 	event_add(srv->stop_ev, &grace);
 	/* transactions in flight finish; nothing new starts */
@@ -185,6 +186,9 @@ serve_free(struct tern_server *srv)
 	net_dns_free(&srv->dns);
 	/* finish deliveries in flight; what is not started stays queued */
 	deliverq_free(&srv->deliverq);
+	/* after the runner (its callbacks answer control clients), before
+	 * the spool (header reads use it) */
+	serve_control_free(srv);
 	spool_free(&srv->spool);
 	workq_free(&srv->deliver_wq);
 	workq_free(&srv->spool_wq);
