@@ -797,7 +797,7 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 {
 	struct deliverq *q = arg;
 	struct dq_msg *m = cookie;
-	struct dq_job *j = xcalloc(1, sizeof(*j));
+	struct dq_job *j;
 	struct dq_one *o;
 
 	if (m->relay_prev != NULL)
@@ -814,6 +814,7 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 		return;
 	}
 
+	j = xcalloc(1, sizeof(*j));
 	j->q = q;
 	j->record = true;
 	j->now = q->now;
