@@ -132,7 +132,7 @@ serve_maybe_exit(struct tern_server *srv)
 		return;
 	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0 &&
 	    deliverq_direct_pending(srv->deliverq) == 0 &&
-	    relay_busy(srv->relay) == 0)
+	    relay_busy(srv->relay) == 0 && serve_control_busy(srv) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 

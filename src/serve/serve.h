@@ -75,10 +75,13 @@ void smtpd_shutdown_all(struct tern_server *srv);
  * control: the local socket for `tern queue` at <state_dir>/control.sock
  * (serve_control.c documents the protocol). start: 0, or -1 with
  * *error_r (heap, caller frees). stop closes the socket (a graceful
- * stop); free comes after the runner is freed and before the spool is.
+ * stop); busy counts the clients whose answer is not yet written (the
+ * graceful stop waits for them); free comes after the runner is freed
+ * and before the spool is.
  */
 int serve_control_start(struct tern_server *srv, char **error_r);
 void serve_control_stop(struct tern_server *srv);
+unsigned serve_control_busy(const struct tern_server *srv);
 void serve_control_free(struct tern_server *srv);
 
 #endif

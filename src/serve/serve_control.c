@@ -480,6 +480,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 		if (cc->reap)
 			conn_release(ctl, cc);
 	}
+	serve_maybe_exit(ctl->srv);
 }
 
 /* queues the answer; the connection closes once the client has it */
@@ -1089,6 +1090,8 @@ on_drained(void *arg)
 	/* everything is written; the client's EOF (or the timeout) ends it */
 	if (cc->peer_eof)
 		reap_later(cc);
+	/* a graceful stop waited for this answer */
+	serve_maybe_exit(cc->ctl->srv);
 }
 
 static const struct conn_handler ctl_handler = {
@@ -1153,6 +1156,22 @@ serve_control_stop(struct tern_server *srv)
 	for (struct ctl_conn *cc = ctl->conns; cc != NULL; cc = cc->next)
 		if (cc->phase == CTL_READING && !cc->reap)
 			answer_error(cc, "error", NULL, "the server is stopping");
+}
+
+unsigned
+serve_control_busy(const struct tern_server *srv)
+{
+	const struct serve_control *ctl = srv->control;
+	unsigned n = 0;
+
+	if (ctl == NULL)
+		return 0;
+	for (const struct ctl_conn *cc = ctl->conns; cc != NULL; cc = cc->next)
+		if (!cc->reap && (cc->phase == CTL_WAITING ||
+				  (cc->phase == CTL_ANSWERED &&
+				   conn_output_len(cc->conn) > 0)))
+			n++;
+	return n;
 }
 
 void

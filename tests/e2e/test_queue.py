@@ -339,6 +339,40 @@ def test_delete(qsrv, smtp_sink):
         "delivered: got %r, want only the kept message" % msgs
 
 
+def test_delete_during_delivery(tern_server):
+    """A delete of a message whose relay attempt is in flight answers once
+    that attempt has ended, and nothing of it is left."""
+    port = free_port_on("127.0.0.2")
+    mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    mute.bind(("127.0.0.2", port))
+    mute.listen(4)
+    peers = []
+    try:
+        srv = tern_server(smarthost="[127.0.0.2]:%d" % port,
+                          retry_min="1h", relay_timeout_connect="2s",
+                          relay_timeout_greeting="3s")
+        qid = submit(srv)
+        mute.settimeout(10)
+        peers.append(mute.accept()[0])     # the attempt waits for a 220
+        m = listing(srv)[qid]
+        assert [r["state"] for r in m["recipients"]] == ["pending"] * 2, \
+            "in flight: got %r" % m
+        t0 = time.monotonic()
+        out = ok(srv, "delete", qid)
+        waited = time.monotonic() - t0
+        assert out == "%s deleted\n" % qid, "delete: got %r" % out
+        assert waited > 1, "delete answered after %.1fs, before the " \
+            "attempt ended" % waited
+        assert listing(srv) == {}, "still listed: %r" % listing(srv)
+        assert not (srv.queue_dir() / qid).exists(), "queue file left"
+        srv.restart()
+        assert listing(srv) == {}, "back after a restart: %r" % listing(srv)
+    finally:
+        for p in peers:
+            p.close()
+        mute.close()
+
+
 # ---------------------------------------------------------------------------
 # errors
 
