@@ -93,9 +93,11 @@ id_ok(const char *id)
 
 	if (n == 0 || n > QUEUE_ID_MAX)
 		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f)
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)id[i];
+		if (c <= 0x20 || c >= 0x7f)
 			return false;
+	}
 	return true;
 }
 
@@ -219,7 +221,8 @@ exchange(int fd, const char *req)
 				"makes no sense (a first line too long)\n");
 			return QUEUE_EX_PROTOCOL;
 		}
-		n = read_some(fd, first + nfirst, QUEUE_FIRST_LINE_MAX - nfirst);
+		n = read_some(fd, first + nfirst,
+			      QUEUE_FIRST_LINE_MAX - nfirst);
 		if (n < 0)
 			return n == -2 ? QUEUE_EX_TEMPFAIL :
 					 QUEUE_EX_UNAVAILABLE;

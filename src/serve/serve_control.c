@@ -427,7 +427,7 @@ json_msg_open(struct buf *b, const struct spool_envelope *env, bool busy,
 	buf_append_str(b, "]");
 }
 
-/* ---- connections ----------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------- */
 
 static void
 ctl_log(const char *event, const char *id, const char *error)
@@ -451,7 +451,7 @@ reap_later(struct ctl_conn *cc)
 }
 
 static void
-conn_release(struct serve_control *ctl, struct ctl_conn *cc)
+ctl_conn_free(struct serve_control *ctl, struct ctl_conn *cc)
 {
 	if (cc->op != NULL)
 		cc->op->cc = NULL;
@@ -478,7 +478,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 	for (cc = ctl->conns; cc != NULL; cc = next) {
 		next = cc->next;
 		if (cc->reap)
-			conn_release(ctl, cc);
+			ctl_conn_free(ctl, cc);
 	}
 	serve_maybe_exit(ctl->srv);
 }
@@ -556,7 +556,7 @@ op_new(struct ctl_conn *cc, enum ctl_op_kind kind, const char *id, bool json)
 	return op;
 }
 
-/* ---- commands ---------------------------------------------------------------- */
+/* ---- commands ------------------------------------------------------------ */
 
 struct list_item {
 	const struct spool_envelope *env;
@@ -683,7 +683,7 @@ show_work(void *arg)
 		}
 		end = i + 1;
 	}
-	if (n < CONTROL_HEADERS_MAX && op->truncated) {
+	if ((uint64_t)n == len && op->truncated) {
 		/* the whole message is headers */
 		end = n;
 		op->truncated = false;
@@ -999,7 +999,7 @@ request(struct ctl_conn *cc)
 	cmd->fn(cc, nw > 1 ? w[1] : NULL, json);
 }
 
-/* ---- connection callbacks -------------------------------------------------- */
+/* ---- connection callbacks ------------------------------------------------ */
 
 static void
 on_read(void *arg)
@@ -1124,7 +1124,7 @@ ctl_accept(void *arg, int fd, const struct sockaddr *peer,
 			     "too many control connections");
 }
 
-/* ---- life cycle ---------------------------------------------------------------- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 int
 serve_control_start(struct tern_server *srv, char **error_r)
@@ -1155,7 +1155,8 @@ serve_control_stop(struct tern_server *srv)
 	net_listener_free(&ctl->listener);
 	for (struct ctl_conn *cc = ctl->conns; cc != NULL; cc = cc->next)
 		if (cc->phase == CTL_READING && !cc->reap)
-			answer_error(cc, "error", NULL, "the server is stopping");
+			answer_error(cc, "error", NULL,
+				     "the server is stopping");
 }
 
 unsigned
@@ -1191,7 +1192,7 @@ serve_control_free(struct tern_server *srv)
 	}
 	net_listener_free(&ctl->listener);
 	while (ctl->conns != NULL)
-		conn_release(ctl, ctl->conns);
+		ctl_conn_free(ctl, ctl->conns);
 	/* operations whose callback will not come any more (the runner is
 	 * gone; a delete waited for a relay attempt that was cut off) */
 	while (ctl->ops != NULL)

@@ -251,6 +251,29 @@ def test_show_text_and_json(qsrv):
         "show recipient line: got %r" % rl
 
 
+def test_show_long_header_block(qsrv):
+    """The header block is read up to CONTROL_HEADERS_MAX (64 KiB) and cut
+    at its last whole line; a message that is all headers shows whole."""
+    big = b"".join(b"X-Big-%03d: %s\r\n" % (i, b"b" * 900) for i in range(90))
+    qid = submit(qsrv, data=b"Subject: big\r\n" + big + b"\r\nbody\r\n")
+    nobody = submit(qsrv, data=b"Subject: no body\r\nX-Last: 1\r\n")
+    wait_attempts(qsrv, qid, 1)
+    s = json.loads(ok(qsrv, "show", qid, "--json"))
+    h = s["headers"]
+    assert s["headers_truncated"] is True, "truncated: got %r" % (
+        s["headers_truncated"])
+    assert len(h.encode()) <= 65536 and h.endswith("\r\n") and \
+        "\r\nSubject: big\r\nX-Big-000: " in h, \
+        "long block: got %d octets ending %r" % (len(h), h[-60:])
+    assert "X-Big-089" not in h, "more than 64 KiB shown"
+    text = ok(qsrv, "show", qid)
+    assert "(header block cut at 65536 octets)" in text, "no cut note"
+    s = json.loads(ok(qsrv, "show", nobody, "--json"))
+    assert s["headers_truncated"] is False and \
+        s["headers"].endswith("\r\nSubject: no body\r\nX-Last: 1\r\n"), \
+        "all headers: got %r" % s["headers"]
+
+
 def test_mailq_symlink(qsrv, tmp_path):
     qid = submit(qsrv)
     wait_attempts(qsrv, qid, 1)
@@ -413,6 +436,12 @@ RAW_CASES = [
     (b"list json\n", b"ok"),
     (b"  list \t json  \n", b"ok"),
     (b"flush\n", b"ok"),
+    # CONTROL_LINE_MAX (256) octets before the LF, a CR counted
+    (b"list" + b" " * 251 + b"\n", b"ok"),
+    (b"list" + b" " * 252 + b"\n", b"ok"),
+    (b"list" + b" " * 251 + b"\r\n", b"ok"),
+    (b"list" + b" " * 253 + b"\n", b"error: request line too long"),
+    (b"list" + b" " * 252 + b"\r\n", b"error: request line too long"),
 ]
 
 
