@@ -460,6 +460,36 @@ def test_raw_requests(qsrv):
                          r"error=\"unknown command"), "no log line"
 
 
+def test_request_split(qsrv):
+    """A request line gives the same answer whole, split at every point,
+    and byte by byte."""
+    qid = submit(qsrv, rcpts=["bob@remote.test"])
+    wait_attempts(qsrv, qid, 1)
+    req = b"show %s json\r\n" % qid.encode()
+
+    def answer(parts):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(15)
+        try:
+            s.connect(str(control_path(qsrv)))
+            for p in parts:
+                s.sendall(p)
+                time.sleep(0.01)
+            out = read_all(s, 15)
+        finally:
+            s.close()
+        doc = json.loads(out[3:])
+        return out[:3], doc["id"], doc["headers"]
+
+    want = answer([req])
+    assert want[0] == b"ok\n" and want[1] == qid, "whole: got %r" % (want,)
+    for cut in range(1, len(req)):
+        got = answer([req[:cut], req[cut:]])
+        assert got == want, "split at %d: got %r, want %r" % (cut, got, want)
+    got = answer([req[i:i + 1] for i in range(len(req))])
+    assert got == want, "byte by byte: got %r, want %r" % (got, want)
+
+
 def test_not_running(tern_server):
     srv = tern_server(start=False)
     p = tern_queue(srv, "list")
