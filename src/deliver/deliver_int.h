@@ -81,6 +81,7 @@ struct deliverq {
 	struct dq_msg *all;     /* every message held, for queue control */
 	unsigned nrelaying;
 	unsigned records;       /* record jobs of relay outcomes running */
+	unsigned ctls;          /* hold and delete jobs running */
 	int64_t now;            /* from the last add or tick */
 	uint64_t seq;
 	unsigned running, max_running; /* jobs */

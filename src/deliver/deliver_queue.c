@@ -849,7 +849,7 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 {
 	struct deliverq *q = arg;
 	struct dq_msg *m = cookie;
-	struct dq_job *j = xcalloc(1, sizeof(*j));
+	struct dq_job *j;
 	struct dq_one *o;
 
 	if (m->relay_prev != NULL)
@@ -866,6 +866,7 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 		return;
 	}
 
+	j = xcalloc(1, sizeof(*j));
 	j->q = q;
 	j->record = true;
 	j->now = q->now;
@@ -1160,7 +1161,8 @@ deliverq_free(struct deliverq **qp)
 	*qp = NULL;
 	/* the done callbacks of running jobs must run before we go */
 	q->closing = true;
-	while (q->running > 0 || q->direct_msgs > 0 || q->records > 0) {
+	while (q->running > 0 || q->direct_msgs > 0 || q->records > 0 ||
+	       q->ctls > 0) {
 		run_direct(q);
 		struct pollfd pfd = { .fd = workq_fd(q->wq), .events = POLLIN };
 		(void)poll(&pfd, 1, 100);
@@ -1302,6 +1304,7 @@ ctl_done(void *arg)
 	struct dq_ctl *c = arg;
 	struct deliverq *q = c->q;
 
+	q->ctls--;
 	if (c->m != NULL)
 		msg_release(q, c->m);
 	if (c->cb != NULL)
@@ -1337,6 +1340,7 @@ deliverq_hold(struct deliverq *q, const char *id, bool held,
 	c->held = held;
 	c->cb = cb;
 	c->arg = arg;
+	q->ctls++;
 	workq_submit(q->wq, hold_work, ctl_done, c);
 	return 0;
 }
@@ -1371,6 +1375,7 @@ msg_delete(struct deliverq *q, struct dq_msg *m)
 	c->arg = m->delete_arg;
 	log_info("queue id=%s event=deleted nrcpt=%zu", m->env->id,
 		 m->env->nrcpts);
+	q->ctls++;
 	workq_submit(q->wq, delete_work, ctl_done, c);
 }
 

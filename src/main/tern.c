@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "main/tern_queue.h"
 #include "main/tern_route.h"
 #include "main/tern_sendmail.h"
 #include "serve/serve.h"
@@ -31,6 +32,7 @@ usage(FILE *f)
 		"       tern dump-config [--config FILE]  print the effective configuration\n"
 		"       tern route DOMAIN [--dns HOST:PORT] [--no-mx]  show the delivery route\n"
 		"       tern sendmail [-t] [-i] [-f FROM] [RCPT...]  send a message (stdin)\n"
+		"       tern queue list|show|flush|hold|release|delete ...  the mail queue\n"
 		"       tern version\n"
 		"Without --config, tern runs its embedded defaults: it listens on\n"
 		"127.0.0.1:2525 and accepts mail for demo@localhost.\n");
@@ -253,9 +255,12 @@ main(int argc, char **argv)
 	const char *config = NULL;
 	const char *base = strrchr(argv[0], '/');
 
-	/* invoked as sendmail (a /usr/sbin/sendmail link): its options */
+	/* invoked as sendmail (a /usr/sbin/sendmail link): its options;
+	 * as mailq: `tern queue list`, as with sendmail(8) */
 	if (strcmp(base != NULL ? base + 1 : argv[0], "sendmail") == 0)
 		return tern_sendmail_main(argc, argv, load_conf);
+	if (strcmp(base != NULL ? base + 1 : argv[0], "mailq") == 0)
+		return tern_queue_mailq(argc, argv, load_conf);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -271,6 +276,8 @@ main(int argc, char **argv)
 		return tern_sendmail_main(argc - 1, argv + 1, load_conf);
 	if (strcmp(argv[1], "route") == 0)
 		return tern_route_main(argc, argv, load_conf);
+	if (strcmp(argv[1], "queue") == 0)
+		return tern_queue_main(argc, argv, load_conf);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("tern %s\n", TERN_VERSION);
 		return 0;

@@ -114,7 +114,7 @@ serve_start(struct tern_server *srv, char **error_r)
 	}
 	/* local submission: tern sendmail */
 	smtpd_listen_local(srv);
-	return 0;
+	return serve_control_start(srv, error_r);
 }
 
 static void
@@ -134,7 +134,7 @@ serve_maybe_exit(struct tern_server *srv)
 		return;
 	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0 &&
 	    deliverq_direct_pending(srv->deliverq) == 0 &&
-	    relay_busy(srv->relay) == 0)
+	    relay_busy(srv->relay) == 0 && serve_control_busy(srv) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 
@@ -150,6 +150,7 @@ serve_stop(struct tern_server *srv)
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		net_listener_free(&srv->listeners[i]);
 	net_listener_free(&srv->sendmail_listener);
+	serve_control_stop(srv);
 	srv->stop_ev = event_new(srv->base, -1, 0, stop_deadline, srv);
 	event_add(srv->stop_ev, &grace);
 	/* transactions in flight finish; nothing new starts */
@@ -189,6 +190,9 @@ serve_free(struct tern_server *srv)
 	net_dns_free(&srv->dns);
 	/* finish deliveries in flight; what is not started stays queued */
 	deliverq_free(&srv->deliverq);
+	/* after the runner (its callbacks answer control clients), before
+	 * the spool (header reads use it) */
+	serve_control_free(srv);
 	spool_free(&srv->spool);
 	workq_free(&srv->deliver_wq);
 	workq_free(&srv->spool_wq);

@@ -20,6 +20,7 @@
 struct event_base;
 struct event;
 struct smtpd_session;
+struct serve_control;
 
 struct tern_server {
 	struct tern_conf *conf;
@@ -44,6 +45,8 @@ struct tern_server {
 
 	bool stopping;
 	struct event *stop_ev;          /* deadline for a graceful stop */
+
+	struct serve_control *control;  /* `tern queue` (serve_control.c) */
 };
 
 /*
@@ -83,5 +86,18 @@ void smtpd_listen_local(struct tern_server *srv);
 void smtpd_session_abandon(struct smtpd_session *s);
 /* 421 to every session; they close as soon as nothing waits on them */
 void smtpd_shutdown_all(struct tern_server *srv);
+
+/*
+ * control: the local socket for `tern queue` at <state_dir>/control.sock
+ * (serve_control.c documents the protocol). start: 0, or -1 with
+ * *error_r (heap, caller frees). stop closes the socket (a graceful
+ * stop); busy counts the clients whose answer is not yet written (the
+ * graceful stop waits for them); free comes after the runner is freed
+ * and before the spool is.
+ */
+int serve_control_start(struct tern_server *srv, char **error_r);
+void serve_control_stop(struct tern_server *srv);
+unsigned serve_control_busy(const struct tern_server *srv);
+void serve_control_free(struct tern_server *srv);
 
 #endif
