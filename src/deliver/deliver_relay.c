@@ -45,6 +45,9 @@
 
 /* one read of the body from the spool */
 #define RELAY_CHUNK        (256u << 10)
+/* a destination opens another connection while more than this many
+ * items wait per connection (see dest_kick) */
+#define RELAY_WAITING_PER_CONN 4
 /* stop reading while this much output waits for the socket */
 #define RELAY_OUTPUT_HIGH  (512u << 10)
 
@@ -473,8 +476,15 @@ dest_kick(struct relay_dest *d)
 					     route_done, d);
 		return;
 	}
-	/* one connection per waiting item, at most relay_dest_max */
-	while (d->head != NULL && d->nconns < d->nwait &&
+	/*
+	 * Another connection only while more than RELAY_WAITING_PER_CONN
+	 * items wait for each one it has: a few messages go out one after
+	 * the other over one connection (RFC 5321 §4.5.4.1 asks clients to
+	 * reuse connections), a burst spreads over up to relay_dest_max.
+	 */
+	while (d->head != NULL &&
+	       (d->nconns == 0 ||
+		d->nwait > d->nconns * RELAY_WAITING_PER_CONN) &&
 	       d->nconns < r->conf->relay_dest_max &&
 	       r->nconns < r->conf->relay_sessions_max)
 		conn_start(d);

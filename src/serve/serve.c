@@ -112,8 +112,11 @@ serve_start(struct tern_server *srv, char **error_r)
 		log_info("tern event=listen address=%s role=mx",
 			 net_listener_name(srv->listeners[i]));
 	}
-	/* local submission: tern sendmail */
-	smtpd_listen_local(srv);
+	/* local submission (tern sendmail) and queue control: without
+	 * them the server would fail its users quietly, so it does not
+	 * start */
+	if (smtpd_listen_local(srv, error_r) < 0)
+		return -1;
 	return serve_control_start(srv, error_r);
 }
 

@@ -81,7 +81,7 @@ void smtpd_accept(struct tern_server *srv, int fd,
  * for a socket, say) is logged and leaves the server without it, since
  * SMTP over TCP matters more: `tern sendmail` then says it cannot reach
  * the server */
-void smtpd_listen_local(struct tern_server *srv);
+int smtpd_listen_local(struct tern_server *srv, char **error_r);
 /* drops a session at once, connection and transaction (final stop) */
 void smtpd_session_abandon(struct smtpd_session *s);
 /* 421 to every session; they close as soon as nothing waits on them */

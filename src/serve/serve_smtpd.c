@@ -958,8 +958,8 @@ local_accept(void *arg, int fd, const struct sockaddr *peer,
 	session_start(arg, fd, peer, local, true);
 }
 
-void
-smtpd_listen_local(struct tern_server *srv)
+int
+smtpd_listen_local(struct tern_server *srv, char **error_r)
 {
 	const char *state_dir = srv->conf->state_dir;
 	char *dir = xasprintf("%s/public", state_dir);
@@ -987,13 +987,13 @@ smtpd_listen_local(struct tern_server *srv)
 	log_info("tern event=listen address=%s role=sendmail",
 		 net_listener_name(srv->sendmail_listener));
 out:
-	if (error != NULL) {
-		log_error("tern event=listen role=sendmail error=\"%s\"",
-			  error);
-		free(error);
-	}
 	free(dir);
 	free(path);
+	if (error != NULL) {
+		*error_r = error;
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -38,7 +38,7 @@ def qsrv(tern_server):
     """A server whose relay recipients stay deferred (see the module
     doc); .relay_port is the smarthost's port on 127.0.0.2."""
     port = free_port_on("127.0.0.2")
-    srv = tern_server(smarthost="[127.0.0.2]:%d" % port, retry_min="1h",
+    srv = tern_server(smarthost="[127.0.0.2]:%d" % port, relay_from="127.0.0.1", retry_min="1h",
                       retry_max="2h", relay_timeout_connect="2s")
     srv.relay_port = port
     return srv
@@ -371,7 +371,7 @@ def test_delete_during_delivery(tern_server):
     mute.listen(4)
     peers = []
     try:
-        srv = tern_server(smarthost="[127.0.0.2]:%d" % port,
+        srv = tern_server(smarthost="[127.0.0.2]:%d" % port, relay_from="127.0.0.1",
                           retry_min="1h", relay_timeout_connect="2s",
                           relay_timeout_greeting="3s")
         qid = submit(srv)

@@ -362,12 +362,16 @@ def test_local_sessions_do_not_take_tcp_slots(tern_server):
 
 
 def test_socket_path_too_long(tern_server, tmp_path):
-    """A state_dir too long for a socket path: the server runs without
-    local submission (and says so), sendmail fails loudly."""
+    """A state_dir too long for a socket path: the server refuses to
+    start and says why (it would otherwise fail its local users
+    quietly), and sendmail fails loudly."""
     state = tmp_path / ("d" * 110) / "state"
-    srv = tern_server(state_dir=str(state))
-    assert srv.wait_log(r"event=listen role=sendmail error=.*longer than"), \
-        tail(srv.stderr_text())
+    srv = tern_server(state_dir=str(state), start=False)
+    srv.start(wait=False)
+    assert srv.proc.wait(timeout=20) == 1
+    srv.proc = None
+    assert re.search(r"event=start error=.*sendmail\.sock is longer than",
+                     srv.stderr_text()), tail(srv.stderr_text())
     r = sendmail(srv, ["alice@example.test"], b"x\n")
     assert r.rc == EX_UNAVAILABLE and "cannot reach the server at %s" % (
         state / "public" / "sendmail.sock") in r.err, str(r)
