@@ -4,10 +4,14 @@
  * start the queue runner, the worker pools and the listeners; stop
  * gracefully (421 to every session, finish every commit in flight).
  */
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "serve/serve.h"
 
@@ -50,6 +54,76 @@ listener_accept(void *arg, int fd, const struct sockaddr *peer,
 	smtpd_accept(arg, fd, peer, local);
 }
 
+/* the SRS key file under state_dir: 64 hex digits */
+#define SERVE_SRS_KEY_FILE "srs.key"
+#define SERVE_SRS_KEY_HEX  64
+
+/*
+ * srs_secret left empty: the secret is the one kept in
+ * <state_dir>/srs.key, made at the first start (32 random octets from
+ * getrandom(), written 0600 and fsynced with its directory), so that SRS
+ * addresses handed out before a restart stay valid after it.
+ */
+static int
+srs_secret_load(struct tern_conf *conf, char **error_r)
+{
+	char *path;
+	char key[SERVE_SRS_KEY_HEX + 1];
+	int fd;
+	ssize_t n;
+
+	if (conf->srs_secret[0] != '\0')
+		return 0;
+	path = xasprintf("%s/%s", conf->state_dir, SERVE_SRS_KEY_FILE);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, key, SERVE_SRS_KEY_HEX);
+		(void)close(fd);
+		if (n != SERVE_SRS_KEY_HEX) {
+			*error_r = xasprintf("%s: not a key of %d hex digits "
+					     "(remove it to make a new one)",
+					     path, SERVE_SRS_KEY_HEX);
+			free(path);
+			return -1;
+		}
+	} else {
+		uint8_t raw[SERVE_SRS_KEY_HEX / 2];
+		if (errno != ENOENT ||
+		    getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+			*error_r = xasprintf("cannot read or make %s: %s", path,
+					     strerror(errno));
+			free(path);
+			return -1;
+		}
+		for (size_t i = 0; i < sizeof(raw); i++)
+			snprintf(key + 2 * i, 3, "%02x", raw[i]);
+		explicit_bzero(raw, sizeof(raw));
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || io_write_all(fd, key, SERVE_SRS_KEY_HEX) < 0 ||
+		    io_fsync(fd) < 0) {
+			*error_r = xasprintf("cannot write %s: %s", path,
+					     strerror(errno));
+			if (fd >= 0)
+				(void)close(fd);
+			free(path);
+			return -1;
+		}
+		(void)close(fd);
+		fd = open(conf->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)io_fsync(fd);
+			(void)close(fd);
+		}
+		log_info("tern event=srs_key path=%s status=created", path);
+	}
+	key[SERVE_SRS_KEY_HEX] = '\0';
+	free(conf->srs_secret);
+	conf->srs_secret = xstrdup(key);
+	explicit_bzero(key, sizeof(key));
+	free(path);
+	return 0;
+}
+
 int
 serve_start(struct tern_server *srv, char **error_r)
 {
@@ -58,6 +132,8 @@ serve_start(struct tern_server *srv, char **error_r)
 	char *spool_dir;
 	int n;
 
+	if (srs_secret_load(srv->conf, error_r) < 0)
+		return -1;
 	srv->spool_wq = workq_new(1);
 	srv->deliver_wq = workq_new(conf->delivery_workers);
 	spool_dir = xasprintf("%s/spool", conf->state_dir);

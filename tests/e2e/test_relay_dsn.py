@@ -241,10 +241,16 @@ def test_srs_bounce_comes_back(tern_server, smtp_sink, relay_dns):
                             ("outside.test", "mx1.outside.test", 10)],
                      "a": [("mx1.remote.test", "127.0.0.2"),
                            ("mx1.outside.test", "127.0.0.3")]})
-    srv = tern_server(**relay_config(dns, port, srs_secret="t0p-secret"),
+    # no srs_secret: the server makes one and keeps it in srs.key, so
+    # addresses it gave out stay valid after the restart below
+    srv = tern_server(**relay_config(dns, port),
                       alias=["team: alice, bob", "fwd: carol@remote.test"])
+    key = srv.state_dir / "srs.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert re.fullmatch(r"[0-9a-f]{64}", key.read_text())
     transaction(srv, "<x@outside.test>", ["<fwd@example.test>"])
     srs = remote.wait_messages(1, timeout=15)[0].mail_from
+    assert srs.upper().startswith("SRS0"), srs
     srv.stop()
     srv.config["relay_from"] = "10.0.0.0/8"   # 127.0.0.1 untrusted now
     srv.config_path.write_text(srv.render())
