@@ -83,6 +83,10 @@ compilers: $(CLG_OBJ) build/release/tern
 
 unit: $(UNIT_BIN)
 	@./tools/run-unit $(UNIT_BIN)
+	@rm -rf build/debug/dsn-samples && mkdir -p build/debug/dsn-samples
+	@TERN_DSN_SAMPLES=build/debug/dsn-samples \
+		build/debug/unit/msg/test_msg_dsn >/dev/null 2>&1
+	@$(PYTHON) tests/unit/msg/check_dsn_samples.py build/debug/dsn-samples
 
 fuzz-build: $(FUZZ_BIN)
 
