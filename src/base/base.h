@@ -142,6 +142,10 @@ int io_mkdir_p(const char *path, unsigned mode);
 
 /* parses a decimal unsigned number with full-string and overflow checks */
 int parse_u64(const char *s, uint64_t *v_r);
+/* a heap copy of at most max octets of s in which every octet that is
+ * not printable ASCII, and the space, becomes '?': for names that go into
+ * protocol lines (a host name in a greeting, an EHLO argument) */
+char *xstrdup_printable(const char *s, size_t max);
 /* case-insensitive ASCII compare of NUL-terminated strings */
 int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);

@@ -2,6 +2,7 @@
 /* Small text helpers with explicit error checks. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/base.h"
 
@@ -45,4 +46,18 @@ int
 ascii_strcasecmp(const char *a, const char *b)
 {
 	return ascii_strncasecmp(a, b, (size_t)-1);
+}
+
+char *
+xstrdup_printable(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+	char *d = xstrndup(s, n);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)d[i];
+		if (c <= 32 || c >= 127)
+			d[i] = '?';
+	}
+	return d;
 }

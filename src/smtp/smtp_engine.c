@@ -20,18 +20,11 @@ smtp_engine_new(const struct smtp_params *params)
 {
 	struct smtp_engine *e = xcalloc(1, sizeof(*e));
 	const char *host = params->hostname;
-	size_t n;
 
 	TN_ASSERT(host != NULL && host[0] != '\0');
 	/* RFC 1035 §2.3.4: a name is at most 255 octets; the rest of the
 	 * replies assume it (a 421 line must fit 512 octets) */
-	n = strnlen(host, 255);
-	e->hostname = xstrndup(host, n);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)e->hostname[i];
-		if (c <= 32 || c >= 127)
-			e->hostname[i] = '?';
-	}
+	e->hostname = xstrdup_printable(host, 255);
 	/* zero means "the default" for each limit */
 	e->size_max = params->size_max != 0 ? params->size_max :
 		      SMTP_SIZE_MAX_DEFAULT;

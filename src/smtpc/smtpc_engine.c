@@ -22,18 +22,11 @@ smtpc_new(const struct smtpc_params *params)
 {
 	struct smtpc *c = xcalloc(1, sizeof(*c));
 	const char *name = params->helo_name;
-	size_t n;
 
 	TN_ASSERT(name != NULL && name[0] != '\0');
 	/* RFC 1035 §2.3.4: a name is at most 255 octets; a byte that could
 	 * end or split the command line never goes out */
-	n = strnlen(name, 255);
-	c->helo_name = xstrndup(name, n);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)c->helo_name[i];
-		if (ch <= 32 || ch >= 127)
-			c->helo_name[i] = '?';
-	}
+	c->helo_name = xstrdup_printable(name, 255);
 	c->reply_max = params->reply_max != 0 ? params->reply_max :
 		       SMTPC_REPLY_MAX_DEFAULT;
 	c->reply_lines_max = or_default(params->reply_lines_max,

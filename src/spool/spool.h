@@ -94,6 +94,8 @@ struct spool_envelope {
 /* deep copy / release of envelopes */
 struct spool_envelope *spool_envelope_dup(const struct spool_envelope *env);
 void spool_envelope_free(struct spool_envelope **envp);
+/* frees the strings of a recipient and zeroes it */
+void spool_rcpt_clear(struct spool_rcpt *r);
 /* frees the members of an embedded envelope and zeroes it */
 void spool_envelope_clear(struct spool_envelope *env);
 

@@ -49,6 +49,18 @@ spool_envelope_dup(const struct spool_envelope *env)
 }
 
 void
+spool_rcpt_clear(struct spool_rcpt *r)
+{
+	free(r->address);
+	free(r->orcpt);
+	free(r->dest);
+	free(r->diag);
+	free(r->status);
+	free(r->remote_mta);
+	memset(r, 0, sizeof(*r));
+}
+
+void
 spool_envelope_clear(struct spool_envelope *env)
 {
 	free(env->mail_from);
@@ -56,15 +68,8 @@ spool_envelope_clear(struct spool_envelope *env)
 	free(env->client_addr);
 	free(env->envid);
 	if (env->rcpts != NULL) {
-		for (size_t i = 0; i < env->nrcpts; i++) {
-			struct spool_rcpt *r = &env->rcpts[i];
-			free(r->address);
-			free(r->orcpt);
-			free(r->dest);
-			free(r->diag);
-			free(r->status);
-			free(r->remote_mta);
-		}
+		for (size_t i = 0; i < env->nrcpts; i++)
+			spool_rcpt_clear(&env->rcpts[i]);
 		free(env->rcpts);
 	}
 	memset(env, 0, sizeof(*env));

@@ -633,19 +633,6 @@ rcpt_field(struct spool_rcpt *r, const struct tlv *f, bool mutable_only,
 	return ok ? 1 : -1;
 }
 
-/* frees the strings of a recipient and zeroes it */
-static void
-rcpt_clear(struct spool_rcpt *r)
-{
-	free(r->address);
-	free(r->orcpt);
-	free(r->dest);
-	free(r->diag);
-	free(r->status);
-	free(r->remote_mta);
-	memset(r, 0, sizeof(*r));
-}
-
 /* the fields of a group (or a record's body) into r: 0, or -1 */
 static int
 rcpt_fields(const uint8_t *p, size_t n, struct spool_rcpt *r,
@@ -986,7 +973,7 @@ apply2(const uint8_t *r, uint32_t len, struct spool_envelope *env)
 			rc->last_try = st.last_try;
 			st.diag = st.status = st.remote_mta = NULL;
 		}
-		rcpt_clear(&st);
+		spool_rcpt_clear(&st);
 	} else if (kind == SPOOL_REC_MSG) {
 		struct cursor c = { .p = p, .n = n };
 		struct tlv f;
