@@ -51,6 +51,8 @@ void buf_init(struct buf *b, size_t max);
 void buf_clear(struct buf *b);
 /* len = 0, memory kept */
 void buf_reset(struct buf *b);
+/* len = 0, memory released; the buffer stays usable with the same max */
+void buf_release(struct buf *b);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...)

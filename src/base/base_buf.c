@@ -126,3 +126,12 @@ buf_cstr(struct buf *b)
 	b->p[b->len] = '\0';
 	return (const char *)b->p;
 }
+
+void
+buf_release(struct buf *b)
+{
+	size_t max = b->max;
+
+	buf_clear(b);
+	buf_init(b, max);
+}

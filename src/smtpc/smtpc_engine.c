@@ -386,16 +386,6 @@ on_reply(struct smtpc *c)
 	}
 }
 
-/* frees a buffer's memory and leaves it ready for use, same max */
-static void
-buf_release(struct buf *b)
-{
-	size_t max = b->max;
-
-	buf_clear(b);
-	buf_init(b, max);
-}
-
 /*
  * Starts a turn: the caller is done with the events of the last one, so
  * the memory behind their pointers can be reused or released. Idle
