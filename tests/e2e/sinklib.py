@@ -2,7 +2,7 @@
 """A handle on one smtpsink.py process (the peer that tern relays to).
 
 Sink(workdir, addr, port, script, mode, extensions) writes the script,
-starts the sink on addr:port (127.0.0.0/8 only; on Linux every 127.x.y.z
+starts the sink on addr:port (127.0.0.0/8 or ::1 only; on Linux every 127.x.y.z
 address is on the loopback interface without setup), waits until it
 accepts connections, and reads back what it stored: messages() and
 stats(). It stops only its own process, by PID, and every wait is bounded.
@@ -31,7 +31,7 @@ def free_port_on(*addrs, tries=50):
     addresses."""
     addrs = addrs or ("127.0.0.1",)
     for _ in range(tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        with socket.socket(family(addrs[0]), socket.SOCK_STREAM) as s:
             s.bind((addrs[0], 0))
             port = s.getsockname()[1]
         if all(port_free_on(a, port) for a in addrs):
@@ -40,8 +40,12 @@ def free_port_on(*addrs, tries=50):
                          % (", ".join(addrs), tries))
 
 
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 def port_free_on(addr, port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(family(addr), socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((addr, port))
@@ -108,8 +112,9 @@ class Sink:
     def __init__(self, workdir, addr="127.0.0.2", port=None, script=None,
                  mode="normal", extensions=None, hostname="sink.test",
                  lifetime=SINK_LIFETIME, idle_timeout=60.0, cut_bytes=None):
-        if not addr.startswith("127."):
-            raise ValueError("sinks listen on 127.0.0.0/8 only, not %r" % addr)
+        if not addr.startswith("127.") and addr != "::1":
+            raise ValueError("sinks listen on 127.0.0.0/8 or ::1 only, not %r"
+                             % addr)
         self.workdir = Path(workdir)
         self.store = self.workdir / "store"
         self.store.mkdir(parents=True, exist_ok=True)
@@ -129,6 +134,8 @@ class Sink:
 
     @property
     def hostport(self):
+        if ":" in self.addr:
+            return "[%s]:%d" % (self.addr, self.port)
         return "%s:%d" % (self.addr, self.port)
 
     def set_script(self, script):

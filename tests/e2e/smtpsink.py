@@ -592,8 +592,10 @@ def parse_ext(text):
 
 async def amain(args):
     host, _, port = args.listen.rpartition(":")
-    if not host.startswith("127."):
-        raise SystemExit("smtpsink: listen on 127.0.0.0/8 only, not %r" % host)
+    host = host.strip("[]")
+    if not host.startswith("127.") and host != "::1":
+        raise SystemExit("smtpsink: listen on 127.0.0.0/8 or ::1 only, not %r"
+                         % host)
     rec = Recorder(args.dir, args.script)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()

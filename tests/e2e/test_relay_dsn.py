@@ -359,3 +359,17 @@ def test_repeated_size_parameter_with_smtplib(tern_server):
         c.ehlo()
         c.send_line("MAIL FROM:<%s> SIZE=10 SIZE=11" % SENDER)
         assert c.read_reply().starts("501 5.5.4")
+
+
+def test_relay_to_an_ipv6_only_mx(tern_server, smtp_sink, relay_dns):
+    """An MX host with only an AAAA record (::1) is reached over IPv6, and
+    the log names its address in brackets."""
+    port = free_port_on("::1")
+    sink = smtp_sink(addr="::1", port=port)
+    dns = relay_dns({"mx": [("six.test", "mx1.six.test", 10)],
+                     "a": [("mx1.six.test", "::1")]})
+    srv = tern_server(**relay_config(dns, port))
+    submit(srv, ["bob@six.test"])
+    assert len(sink.wait_messages(1, timeout=15)) == 1
+    line = wait_deliver(srv, "bob@six.test", "sent")[0]
+    assert "relay=mx1.six.test[::1]:%d" % port in line, line
