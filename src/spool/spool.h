@@ -201,6 +201,67 @@ int spool_body_open(struct spool *s, const char *id, int *fd_r,
 		    uint64_t *off_r, uint64_t *len_r);
 
 /*
+ * The delivery history of a queued message: its records (spool_format.c)
+ * in the order they were written. Recovery keeps only the last record of
+ * each recipient; together they say what each attempt found.
+ */
+enum spool_hist_kind {
+	SPOOL_HIST_RCPT = 0,  /* a recipient's state after an attempt (or
+			       * after a report about it went out) */
+	SPOOL_HIST_MSG,       /* message fields set by a command */
+};
+
+/* spool_hist.set: the message fields a message record sets */
+#define SPOOL_HIST_SET_HELD 0x01u
+
+struct spool_hist {
+	enum spool_hist_kind kind;
+	unsigned format;      /* of the record: 1 or 2 */
+	/* SPOOL_HIST_RCPT: recipient idx's whole state as the record left
+	 * it. A format 1 record holds no flags, status, remote_mta or
+	 * last_try: 0 and NULL here. */
+	size_t idx;
+	enum spool_rcpt_state state;
+	unsigned attempts;
+	int64_t last_try;     /* unix time, 0: not recorded */
+	int64_t next_try;
+	unsigned flags;       /* SPOOL_RCPT_F_* */
+	char *status;
+	char *remote_mta;
+	char *diag;
+	/* SPOOL_HIST_MSG: what the record sets (SPOOL_HIST_SET_*), and to
+	 * what */
+	unsigned set;
+	bool held;
+};
+
+struct spool_history {
+	struct spool_hist *v; /* the last n records, oldest first */
+	size_t n;
+	size_t omitted;       /* earlier records left out: past the cap */
+	uint64_t torn;        /* octets after the last whole record: a
+			       * record cut by a crash, not history */
+};
+
+/* records a `tern queue show` lists: the latest ones */
+#define SPOOL_HISTORY_MAX_DEFAULT 200
+
+/*
+ * Reads the history of message `id` (blocking; any thread): h_r gets the
+ * last `max` (>= 1) of its records in order, and how many earlier ones
+ * it left out. Records are told from a torn tail exactly as recovery
+ * does; a record being appended meanwhile is waited for (the writer's
+ * lock), never read half. Format 1 and format 2 records are both read.
+ * Returns 0 (clear h_r with spool_history_clear), or -1 with errno
+ * (ENOENT: not queued; EBADMSG: the file is not a valid queue file) and
+ * h_r empty.
+ */
+int spool_history_read(struct spool *s, const char *id, size_t max,
+		       struct spool_history *h_r);
+/* frees the entries of h and zeroes it */
+void spool_history_clear(struct spool_history *h);
+
+/*
  * After a crash or a stop: sweeps spool/tmp/ (its files are unlinked or
  * kept for reuse, never delivered), then calls cb once per
  * committed message with its envelope and recipient states (the callee

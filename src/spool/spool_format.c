@@ -924,80 +924,70 @@ spool_msg_rec_encode(const struct spool_msg_rec *mr, struct buf *out)
 	buf_clear(&f);
 }
 
-/* a whole, checksummed format 1 record r[0..len) */
-static void
-apply1(const uint8_t *r, struct spool_envelope *env)
+/*
+ * A whole, checksummed format 1 record r[0..len) into *rec: false when
+ * it means nothing to us (skipped, not torn)
+ */
+static bool
+decode1(const uint8_t *r, size_t nrcpts, struct spool_rec *rec)
 {
 	uint32_t idx = get_u32(r + 8);
 	uint32_t state = get_u32(r + 12);
 	uint32_t dlen = get_u32(r + 28);
 
-	/* whole and checksummed but meaningless: skip, not torn */
-	if (idx >= env->nrcpts || !state_valid(state) ||
+	if (idx >= nrcpts || !state_valid(state) ||
 	    (dlen != OPT_NULL && memchr(r + SPOOL_REC1_FIXED, 0, dlen) != NULL))
-		return;
-	struct spool_rcpt *rc = &env->rcpts[idx];
-	rc->state = (enum spool_rcpt_state)state;
-	rc->next_try = (int64_t)get_u64(r + 16);
-	rc->attempts = get_u32(r + 24);
-	free(rc->diag);
-	rc->diag = dlen == OPT_NULL ? NULL :
-		   xstrndup((const char *)r + SPOOL_REC1_FIXED, dlen);
+		return false;
+	rec->kind = SPOOL_REC_RCPT;
+	rec->format = 1;
+	rec->idx = idx;
+	rec->st.state = (enum spool_rcpt_state)state;
+	rec->st.next_try = (int64_t)get_u64(r + 16);
+	rec->st.attempts = get_u32(r + 24);
+	rec->st.diag = dlen == OPT_NULL ? NULL :
+		       xstrndup((const char *)r + SPOOL_REC1_FIXED, dlen);
+	return true;
 }
 
-/* a whole, checksummed format 2 record r[0..len): applied all or not at
- * all */
-static void
-apply2(const uint8_t *r, uint32_t len, struct spool_envelope *env)
+/* the same for a format 2 record: taken all or not at all */
+static bool
+decode2(const uint8_t *r, uint32_t len, size_t nrcpts, struct spool_rec *rec)
 {
 	uint32_t kind = get_u32(r + 8);
 	uint32_t idx = get_u32(r + 12);
 	const uint8_t *p = r + SPOOL_REC2_HEAD;
 	size_t n = len - SPOOL_REC2_HEAD;
 
+	rec->format = 2;
 	if (kind == SPOOL_REC_RCPT) {
-		struct spool_rcpt st = { 0 };
-		if (idx < env->nrcpts && rcpt_fields(p, n, &st, true) == 0) {
-			struct spool_rcpt *rc = &env->rcpts[idx];
-			/* the record holds the whole mutable state */
-			free(rc->diag);
-			free(rc->status);
-			free(rc->remote_mta);
-			rc->state = st.state;
-			rc->next_try = st.next_try;
-			rc->attempts = st.attempts;
-			rc->diag = st.diag;
-			rc->flags = st.flags;
-			rc->status = st.status;
-			rc->remote_mta = st.remote_mta;
-			rc->last_try = st.last_try;
-			st.diag = st.status = st.remote_mta = NULL;
-		}
-		spool_rcpt_clear(&st);
-	} else if (kind == SPOOL_REC_MSG) {
+		rec->kind = SPOOL_REC_RCPT;
+		rec->idx = idx;
+		return idx < nrcpts && rcpt_fields(p, n, &rec->st, true) == 0;
+	}
+	if (kind == SPOOL_REC_MSG) {
 		struct cursor c = { .p = p, .n = n };
 		struct tlv f;
 		uint32_t seen = 0;
-		bool held = false, set_held = false;
 		int got;
+		rec->kind = SPOOL_REC_MSG;
 		while ((got = tlv_next(&c, &f)) > 0) {
 			if (f.tag != SPOOL_T_HELD)
 				continue;
-			if (!first_time(&seen, f.tag) || !val_u8(&f, &held))
-				return;
-			set_held = true;
+			if (!first_time(&seen, f.tag) ||
+			    !val_u8(&f, &rec->msg.held))
+				return false;
+			rec->msg.set |= SPOOL_MSGF_HELD;
 		}
-		if (got < 0)
-			return;
-		if (set_held)
-			env->held = held;
+		/* a record that sets nothing we know changes nothing */
+		return got == 0 && rec->msg.set != 0;
 	}
 	/* another kind: a later revision's, skipped */
+	return false;
 }
 
 size_t
-spool_recs_apply(const uint8_t *p, size_t n, uint32_t version,
-		 struct spool_envelope *env)
+spool_recs_walk(const uint8_t *p, size_t n, uint32_t version, size_t nrcpts,
+		spool_rec_cb *cb, void *arg)
 {
 	size_t off = 0;
 
@@ -1005,6 +995,8 @@ spool_recs_apply(const uint8_t *p, size_t n, uint32_t version,
 		const uint8_t *r = p + off;
 		uint32_t word = get_u32(r);
 		uint32_t len = word & ~SPOOL_REC2_MARK;
+		struct spool_rec rec = { 0 };
+		bool ok;
 		if (word & SPOOL_REC2_MARK) {
 			if (len < SPOOL_REC2_HEAD || len > SPOOL_REC2_MAX ||
 			    len > n - off)
@@ -1012,24 +1004,68 @@ spool_recs_apply(const uint8_t *p, size_t n, uint32_t version,
 			if (get_u32(r + 4) != spool_crc32c(0, r + 8, len - 8))
 				break;
 			off += len;
-			apply2(r, len, env);
-			continue;
+			ok = decode2(r, len, nrcpts, &rec);
+		} else {
+			/* format 1: only before the upgrade, in version 1
+			 * files */
+			if (version != 1 || len < SPOOL_REC1_FIXED ||
+			    len > SPOOL_REC1_FIXED + SPOOL_DIAG_MAX ||
+			    len > n - off)
+				break;
+			if (get_u32(r + 4) != spool_crc32c(0, r + 8, len - 8))
+				break;
+			uint32_t dlen = get_u32(r + 28);
+			size_t want = SPOOL_REC1_FIXED +
+				      (dlen == OPT_NULL ? 0 : (size_t)dlen);
+			if (want != len)
+				break;
+			off += len;
+			ok = decode1(r, nrcpts, &rec);
 		}
-		/* format 1: only before the upgrade, in version 1 files */
-		if (version != 1 || len < SPOOL_REC1_FIXED ||
-		    len > SPOOL_REC1_FIXED + SPOOL_DIAG_MAX || len > n - off)
-			break;
-		if (get_u32(r + 4) != spool_crc32c(0, r + 8, len - 8))
-			break;
-		uint32_t dlen = get_u32(r + 28);
-		size_t want = SPOOL_REC1_FIXED +
-			      (dlen == OPT_NULL ? 0 : (size_t)dlen);
-		if (want != len)
-			break;
-		off += len;
-		apply1(r, env);
+		if (ok)
+			cb(arg, &rec);
+		spool_rcpt_clear(&rec.st);
 	}
 	return off;
+}
+
+/* one record into the envelope: the last one wins */
+static void
+apply_rec(void *arg, struct spool_rec *rec)
+{
+	struct spool_envelope *env = arg;
+	struct spool_rcpt *st = &rec->st;
+
+	if (rec->kind == SPOOL_REC_MSG) {
+		/* a patch: only what it sets */
+		if (rec->msg.set & SPOOL_MSGF_HELD)
+			env->held = rec->msg.held;
+		return;
+	}
+	struct spool_rcpt *rc = &env->rcpts[rec->idx];
+	rc->state = st->state;
+	rc->next_try = st->next_try;
+	rc->attempts = st->attempts;
+	free(rc->diag);
+	rc->diag = st->diag;
+	st->diag = NULL;
+	if (rec->format == 1)
+		return;  /* it sets those four and leaves the rest */
+	/* a format 2 record holds the whole mutable state */
+	free(rc->status);
+	free(rc->remote_mta);
+	rc->flags = st->flags;
+	rc->status = st->status;
+	rc->remote_mta = st->remote_mta;
+	rc->last_try = st->last_try;
+	st->status = st->remote_mta = NULL;
+}
+
+size_t
+spool_recs_apply(const uint8_t *p, size_t n, uint32_t version,
+		 struct spool_envelope *env)
+{
+	return spool_recs_walk(p, n, version, env->nrcpts, apply_rec, env);
 }
 
 bool

@@ -31,6 +31,7 @@
 #define SPOOL_REC2_HEAD    16u        /* format 2 record before its fields */
 #define SPOOL_REC2_MAX     (64u << 10) /* bound on a format 2 record */
 #define SPOOL_TLV_HEAD     6u         /* u16 tag + u32 length */
+#define SPOOL_RECS_MAX     ((uint64_t)1 << 30) /* records beyond: corrupt */
 #define SPOOL_WBUF_SIZE    (16u << 10) /* first body buffer */
 #define SPOOL_MEM_MSG_MAX  (1u << 20)  /* body kept in memory up to this */
 #define SPOOL_MEM_BUDGET   (64u << 20) /* growth of all body buffers */
@@ -130,6 +131,33 @@ void spool_rec_encode(size_t idx, const struct spool_rcpt *rcpt,
 		      struct buf *out);
 /* appends one format 2 message record to out */
 void spool_msg_rec_encode(const struct spool_msg_rec *mr, struct buf *out);
+/*
+ * One whole, checksummed record that means something to this reader
+ * (spool_recs_walk), decoded. The strings of st belong to the walker
+ * until the callback returns; the callback may take them (and set them
+ * to NULL).
+ */
+struct spool_rec {
+	enum spool_rec_kind kind;
+	uint32_t format;         /* 1 or 2 */
+	size_t idx;              /* SPOOL_REC_RCPT: recipient, < nrcpts */
+	struct spool_rcpt st;    /* SPOOL_REC_RCPT: the mutable fields it
+				  * holds; format 1 holds only state,
+				  * next_try, attempts and diag */
+	struct spool_msg_rec msg; /* SPOOL_REC_MSG: set != 0 */
+};
+typedef void spool_rec_cb(void *arg, struct spool_rec *rec);
+/*
+ * Walks the records in p[0..n) of a file of header version `version`
+ * (see spool_recs_apply) whose envelope has nrcpts recipients, and calls
+ * cb with each record in order, except those that are whole but mean
+ * nothing here (an index past the recipients, a bad value, an unknown
+ * kind, a message record that sets no field we know). Returns the number
+ * of bytes that form whole valid records, as spool_recs_apply does: the
+ * one place that says where the valid records end.
+ */
+size_t spool_recs_walk(const uint8_t *p, size_t n, uint32_t version,
+		       size_t nrcpts, spool_rec_cb *cb, void *arg);
 /*
  * Applies the records in p[0..n) to env, an envelope decoded from a file
  * of header version `version` (1: format 1 and format 2 records; 2:

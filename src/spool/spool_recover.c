@@ -18,8 +18,6 @@
 
 #include "spool/spool_int.h"
 
-#define RECS_MAX ((uint64_t)1 << 30)  /* state records beyond: corrupt */
-
 enum load_result {
 	LOAD_OK = 0,
 	LOAD_CORRUPT,      /* *why_r says why */
@@ -193,7 +191,7 @@ load(struct spool *s, const char *name, struct spool_envelope *env,
 	}
 	uint64_t env_end = h.env_off + h.env_len;
 	uint64_t nrec = size - env_end;
-	if (nrec > RECS_MAX) {
+	if (nrec > SPOOL_RECS_MAX) {
 		*why_r = "state records too large";
 		goto out_clear;
 	}
