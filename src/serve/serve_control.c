@@ -5,14 +5,16 @@
  * server's user (and root) may connect. It reads the queue runner's
  * state on the loop thread, changes it only through deliver's queue
  * control API, and does no disk work on the loop thread (the header
- * block for `show` is read on the worker pool).
+ * block and the delivery history for `show` are read on the worker
+ * pool).
  *
  * Protocol: the client sends one request line, ended by LF (a CR before
  * it is dropped; a line cut by the client's EOF counts too), of at most
  * CONTROL_LINE_MAX octets of printable ASCII:
  *
  *   list [json]          every queued message
- *   show ID [json]       one message, with its envelope and header block
+ *   show ID [json]       one message, with its envelope, delivery history
+ *                        and header block
  *   flush [ID]           deferred recipients (of ID, or of all) are due now
  *   hold ID              no delivery until release (recorded durably)
  *   release ID           ends a hold; the message is due at once
@@ -55,6 +57,9 @@
 #define CONTROL_CONNS_MAX 16
 /* at most this much of a message is read for its header block */
 #define CONTROL_HEADERS_MAX (64 * 1024)
+/* the latest records `show` lists of a message's history; earlier ones
+ * are counted, not shown (a message retried for days has hundreds) */
+#define CONTROL_HISTORY_MAX SPOOL_HISTORY_MAX_DEFAULT
 
 struct ctl_op;
 
@@ -97,6 +102,13 @@ struct ctl_op {
 	size_t hdrlen;
 	bool truncated;            /* no blank line within the bytes read */
 	int err;                   /* errno of the read, or 0 */
+	/* show: the delivery history, read on the worker thread, and the
+	 * recipients' addresses it names by index (copied on the loop
+	 * thread: the runner owns the envelope) */
+	struct spool_history hist;
+	int hist_err;              /* errno of its read, or 0 */
+	char **addrs;
+	size_t naddrs;
 };
 
 struct serve_control {
@@ -532,6 +544,10 @@ op_free(struct ctl_op *op)
 		op->cc->op = NULL;
 	buf_clear(&op->out);
 	free(op->hdr);
+	spool_history_clear(&op->hist);
+	for (size_t i = 0; i < op->naddrs; i++)
+		free(op->addrs[i]);
+	free(op->addrs);
 	free(op);
 }
 
@@ -642,7 +658,147 @@ cmd_list(struct ctl_conn *cc, const char *id, bool json)
 	free(a.v);
 }
 
-/* worker thread: the header block of the message, up to the blank line */
+/*
+ * The flags a recipient record may set without an attempt: a report
+ * about the recipient went out (deliver_queue.c dsn_step). Such a record
+ * repeats the attempt count of the one before it.
+ */
+#define CTL_REPORT_FLAGS (SPOOL_RCPT_F_DELAY_SENT | SPOOL_RCPT_F_DSN_DONE)
+
+/* the address of recipient idx of op's message, as text */
+static const char *
+hist_addr(const struct ctl_op *op, size_t idx)
+{
+	return idx < op->naddrs ? op->addrs[idx] : "?";
+}
+
+/*
+ * The history section of the human format: one line per record, oldest
+ * first. An attempt reads "TIME ADDRESS STATE STATUS REMOTE_MTA REPLY"
+ * ("-" for what was not recorded; the reply, free text, comes last); a
+ * record that only notes a report reads "TIME ADDRESS noted: ..."; a
+ * message record, which carries no time, "- message held".
+ */
+static void
+text_history(struct buf *b, const struct ctl_op *op)
+{
+	const struct spool_history *h = &op->hist;
+	char t[32];
+
+	if (op->hist_err != 0) {
+		buf_printf(b, "history: not readable: %s\n",
+			   strerror(op->hist_err));
+		return;
+	}
+	if (h->n == 0 && h->omitted == 0) {
+		buf_append_str(b, "history: none\n");
+		return;
+	}
+	buf_append_str(b, "history:\n");
+	if (h->omitted > 0)
+		buf_printf(b, "  (%zu earlier record%s not shown)\n",
+			   h->omitted, h->omitted == 1 ? "" : "s");
+	/* the attempt count and flags each recipient's last record left,
+	 * to tell a report's record from an attempt's */
+	unsigned *prev_att = xcalloc(op->naddrs + 1, sizeof(*prev_att));
+	unsigned *prev_flags = xcalloc(op->naddrs + 1, sizeof(*prev_flags));
+	bool *seen = xcalloc(op->naddrs + 1, sizeof(*seen));
+	for (size_t i = 0; i < h->n; i++) {
+		const struct spool_hist *e = &h->v[i];
+		if (e->kind == SPOOL_HIST_MSG) {
+			if (e->set & SPOOL_HIST_SET_HELD)
+				buf_printf(b, "  - message %s\n",
+					   e->held ? "held" : "released");
+			continue;
+		}
+		size_t k = e->idx < op->naddrs ? e->idx : op->naddrs;
+		unsigned fresh = e->flags & ~prev_flags[k] & CTL_REPORT_FLAGS;
+		bool note = seen[k] && e->attempts == prev_att[k] &&
+			    fresh != 0;
+		seen[k] = true;
+		prev_att[k] = e->attempts;
+		prev_flags[k] = e->flags;
+		if (e->last_try > 0)
+			fmt_time(t, sizeof(t), e->last_try);
+		else
+			snprintf(t, sizeof(t), "-");
+		buf_printf(b, "  %s ", t);
+		text_str(b, hist_addr(op, e->idx));
+		if (note) {
+			buf_printf(b, " noted: %s\n",
+				   fresh & SPOOL_RCPT_F_DSN_DONE ?
+				   "final report sent" : "delay report sent");
+			continue;
+		}
+		buf_printf(b, " %s ", state_name(e->state));
+		text_str(b, e->status != NULL && e->status[0] != '\0' ?
+			 e->status : "-");
+		buf_append_str(b, " ");
+		text_str(b, e->remote_mta != NULL ? e->remote_mta : "-");
+		if (e->diag != NULL) {
+			buf_append_str(b, " ");
+			text_str(b, e->diag);
+		}
+		buf_append_str(b, "\n");
+	}
+	free(prev_att);
+	free(prev_flags);
+	free(seen);
+}
+
+/* ,"history":[...],"history_omitted":N of the JSON format */
+static void
+json_history(struct buf *b, const struct ctl_op *op)
+{
+	const struct spool_history *h = &op->hist;
+
+	if (op->hist_err != 0) {
+		buf_append_str(b, ",\"history\":null,\"history_error\":");
+		json_str(b, strerror(op->hist_err));
+		return;
+	}
+	buf_append_str(b, ",\"history\":[");
+	for (size_t i = 0; i < h->n; i++) {
+		const struct spool_hist *e = &h->v[i];
+		if (i > 0)
+			buf_append_str(b, ",");
+		if (e->kind == SPOOL_HIST_MSG) {
+			buf_append_str(b, "{\"type\":\"message\"");
+			if (e->set & SPOOL_HIST_SET_HELD)
+				buf_printf(b, ",\"held\":%s",
+					   e->held ? "true" : "false");
+			buf_append_str(b, "}");
+			continue;
+		}
+		buf_printf(b, "{\"type\":\"recipient\",\"recipient\":%zu"
+			   ",\"address\":", e->idx);
+		json_str(b, e->idx < op->naddrs ? op->addrs[e->idx] : NULL);
+		buf_printf(b, ",\"state\":\"%s\",\"attempts\":%u",
+			   state_name(e->state), e->attempts);
+		if (e->last_try > 0)
+			buf_printf(b, ",\"last_try\":%" PRId64, e->last_try);
+		else
+			buf_append_str(b, ",\"last_try\":null");
+		if (e->state == SPOOL_RCPT_DEFERRED)
+			buf_printf(b, ",\"next_try\":%" PRId64, e->next_try);
+		else
+			buf_append_str(b, ",\"next_try\":null");
+		buf_append_str(b, ",\"status\":");
+		json_str(b, e->status);
+		buf_append_str(b, ",\"remote_mta\":");
+		json_str(b, e->remote_mta);
+		buf_append_str(b, ",\"reply\":");
+		json_str(b, e->diag);
+		buf_printf(b, ",\"delay_report_sent\":%s,\"final_report_sent\""
+			   ":%s}", e->flags & SPOOL_RCPT_F_DELAY_SENT ?
+			   "true" : "false", e->flags & SPOOL_RCPT_F_DSN_DONE ?
+			   "true" : "false");
+	}
+	buf_printf(b, "],\"history_omitted\":%zu", h->omitted);
+}
+
+/* worker thread: the delivery history, and the header block of the
+ * message up to the blank line */
 static void
 show_work(void *arg)
 {
@@ -651,6 +807,9 @@ show_work(void *arg)
 	size_t n, end;
 	int fd;
 
+	if (spool_history_read(op->spool, op->id, CONTROL_HISTORY_MAX,
+			       &op->hist) < 0)
+		op->hist_err = errno != 0 ? errno : EIO;
 	if (spool_body_open(op->spool, op->id, &fd, &off, &len) < 0) {
 		op->err = errno != 0 ? errno : EIO;
 		return;
@@ -708,12 +867,16 @@ show_done(void *arg)
 		op_free(op);
 		return;
 	}
-	if (op->err == ENOENT) {
+	if (op->err == ENOENT || op->hist_err == ENOENT) {
 		/* deleted or delivered while we read */
 		answer_error(cc, "show", op->id, "no such message");
 		op_free(op);
 		return;
 	}
+	if (op->json)
+		json_history(b, op);
+	else
+		text_history(b, op);
 	if (op->json) {
 		buf_append_str(b, ",\"headers\":");
 		if (op->err != 0)
@@ -788,6 +951,11 @@ cmd_show(struct ctl_conn *cc, const char *id, bool json)
 		return;
 	}
 	op = op_new(cc, CTL_OP_SHOW, id, json);
+	op->addrs = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1,
+			    sizeof(*op->addrs));
+	op->naddrs = env->nrcpts;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		op->addrs[i] = xstrdup(env->rcpts[i].address);
 	/* the envelope now; the header block from the disk, off the loop */
 	if (json)
 		json_msg_open(&op->out, env, busy, now, true);

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""End-to-end `tern queue` (and `mailq`): list, show, flush, hold,
-release and delete over the control socket, the client's exit codes, and
-clients that misbehave on the socket.
+"""End-to-end `tern queue` (and `mailq`): list, show (with the delivery
+history), flush, hold, release and delete over the control socket, the
+client's exit codes, and clients that misbehave on the socket.
 
 Messages stay queued because they relay through a smarthost,
 [127.0.0.2]:PORT, where nothing listens at first: each attempt fails with
@@ -249,6 +249,146 @@ def test_show_text_and_json(qsrv):
     rl = [l for l in text.splitlines() if l.startswith("    <bob@")]
     assert rl and "deferred" in rl[0] and "attempts=1" in rl[0], \
         "show recipient line: got %r" % rl
+
+    # the one attempt so far, where nothing listens: no remote MTA
+    hist = s["history"]
+    assert len(hist) == 1 and s["history_omitted"] == 0, \
+        "history: got %r, want one entry" % hist
+    h = hist[0]
+    assert (h["type"], h["recipient"], h["address"], h["state"],
+            h["attempts"], h["remote_mta"]) == (
+                "recipient", 0, "bob@remote.test", "deferred", 1, None) \
+        and "refused" in h["reply"], "history entry: got %r" % h
+    want = "  %s bob@remote.test deferred %s - %s" % (
+        time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(h["last_try"])),
+        h["status"], h["reply"])
+    assert history_lines(text) == [want], "history: got %r, want %r" % (
+        history_lines(text), [want])
+
+
+def history_lines(text):
+    """The lines of the history section of `show`'s text."""
+    lines = text.splitlines()
+    assert "history:" in lines, "show has no history section:\n%s" % text
+    i = lines.index("history:") + 1
+    got = []
+    while i < len(lines) and lines[i].startswith("  "):
+        got.append(lines[i])
+        i += 1
+    return got
+
+
+def gmt(t):
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
+
+
+def test_show_history(tern_server, smtp_sink):
+    """`show` lists the records of a message in order: each attempt with
+    its time, outcome, server and reply, and hold and release as message
+    entries. The sink greylists bob on every attempt."""
+    port = free_port_on("127.0.0.2")
+    replies = ["451 4.2.0 greylisted", "451 4.2.1 still greylisted",
+               "451 4.2.2 greylisted again"]
+    smtp_sink(addr="127.0.0.2", port=port,
+              script={"rcpt": {"bob@remote.test": replies}})
+    srv = tern_server(smarthost="[127.0.0.2]:%d" % port,
+                      relay_from="127.0.0.1", retry_min="1s", retry_max="1h",
+                      relay_timeout_connect="2s")
+    t0 = int(time.time())
+    qid = submit(srv, rcpts=["bob@remote.test"])
+
+    # two deferrals (1s apart, then 2s: the hold comes between)
+    wait_attempts(srv, qid, 2)
+    assert ok(srv, "hold", qid) == "%s held\n" % qid
+    s = json.loads(ok(srv, "show", qid, "--json"))
+    text = ok(srv, "show", qid)
+    hist = s["history"]
+    assert s["history_omitted"] == 0 and len(hist) >= 3, \
+        "history: got %r" % hist
+    tries = [h for h in hist if h["type"] == "recipient"]
+    assert hist[-1] == {"type": "message", "held": True} and \
+        len(tries) == len(hist) - 1, \
+        "history: got %r, want the attempts, then the hold" % hist
+    now = time.time()
+    for i, h in enumerate(tries[:2]):
+        code = replies[i].split()[1]
+        assert (h["recipient"], h["address"], h["state"], h["attempts"],
+                h["status"], h["reply"]) == (
+                    0, "bob@remote.test", "deferred", i + 1, code,
+                    replies[i]), \
+            "attempt %d: got %r, want deferred with %r" % (i + 1, h,
+                                                           replies[i])
+        assert "[127.0.0.2]:%d" % port in h["remote_mta"], \
+            "attempt %d: remote_mta %r" % (i + 1, h["remote_mta"])
+        assert t0 <= h["last_try"] <= now, \
+            "attempt %d: last_try %r not within [%d, %d]" % (
+                i + 1, h["last_try"], t0, now)
+        assert h["next_try"] - h["last_try"] == 2 ** i, \
+            "attempt %d: next_try %r after last_try %r, want +%ds" % (
+                i + 1, h["next_try"], h["last_try"], 2 ** i)
+    assert tries[1]["last_try"] - tries[0]["last_try"] >= 1, \
+        "attempts not in order: %r" % tries
+    want = ["  %s bob@remote.test deferred %s %s %s" % (
+        gmt(h["last_try"]), h["status"], h["remote_mta"], h["reply"])
+        for h in tries] + ["  - message held"]
+    got = history_lines(text)
+    assert got == want, "history text:\ngot  %r\nwant %r" % (got, want)
+    # the recipient line shows the last of them
+    rl = [l for l in text.splitlines() if l.startswith("    <bob@")]
+    assert rl and replies[len(tries) - 1] in rl[0], \
+        "recipient line: got %r" % rl
+
+    # a release is recorded, and the attempt it makes due follows it
+    assert ok(srv, "release", qid) == "%s released\n" % qid
+    wait_attempts(srv, qid, len(tries) + 1)
+    s = json.loads(ok(srv, "show", qid, "--json"))
+    text = ok(srv, "show", qid)
+    hist = s["history"]
+    n = len(tries)
+    assert hist[n + 1] == {"type": "message", "held": False}, \
+        "after release: got %r" % hist
+    h = hist[n + 2]
+    assert (h["type"], h["state"], h["attempts"], h["reply"]) == (
+        "recipient", "deferred", n + 1, replies[-1]), \
+        "attempt after release: got %r" % h
+    got = history_lines(text)
+    assert got[:n + 3] == want + ["  - message released",
+                                  "  %s bob@remote.test deferred %s %s %s" % (
+                                      gmt(h["last_try"]), h["status"],
+                                      h["remote_mta"], h["reply"])], \
+        "history text after release:\n%s" % "\n".join(got)
+
+
+def test_show_history_report(tern_server, smtp_sink):
+    """A record that notes a delay report, without a new attempt, shows
+    as such, after the attempt it follows."""
+    port = free_port_on("127.0.0.2")
+    smtp_sink(addr="127.0.0.2", port=port,
+              script={"rcpt": {"bob@remote.test": ["451 4.2.0 later"],
+                               "*": ["250 2.1.5 ok"]}})
+    srv = tern_server(smarthost="[127.0.0.2]:%d" % port,
+                      relay_from="127.0.0.1", retry_min="1s", retry_max="1s",
+                      delay_warning="2s", relay_timeout_connect="2s")
+    qid = submit(srv, rcpts=["bob@remote.test"])
+    deadline = time.monotonic() + 20
+    while True:
+        hist = json.loads(ok(srv, "show", qid, "--json"))["history"]
+        noted = [i for i, h in enumerate(hist) if h["delay_report_sent"]]
+        if noted:
+            break
+        assert time.monotonic() < deadline, \
+            "no delay report in the history: %r" % hist
+        time.sleep(0.2)
+    i = noted[0]
+    assert i > 0 and hist[i]["attempts"] == hist[i - 1]["attempts"] and \
+        not hist[i - 1]["delay_report_sent"], \
+        "the report's record: got %r after %r" % (hist[i], hist[i - 1])
+    text = ok(srv, "show", qid)
+    got = history_lines(text)
+    want = "  %s bob@remote.test noted: delay report sent" % gmt(
+        hist[i]["last_try"])
+    assert got[i] == want and "deferred" in got[i - 1], \
+        "history text: got\n%s\nwant line %d %r" % ("\n".join(got), i, want)
 
 
 def test_show_long_header_block(qsrv):
