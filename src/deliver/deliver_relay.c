@@ -120,7 +120,6 @@ struct relay_conn {
 	struct smtpc *c;
 	char peer[320];            /* "mx.example.org[192.0.2.1]:25" */
 	char *last_error;          /* why the last target failed */
-	bool last_perm;            /* ... for good (a 5xx greeting) */
 	bool ready;                /* greeted and EHLO done */
 	bool in_tx;
 	bool detached;
@@ -918,8 +917,6 @@ handle_event(struct relay_conn *rc, const struct smtpc_event *ev)
 					ev->error != NULL ? ev->error :
 					"protocol error");
 		}
-		if (!rc->ready && ev->reply.code >= 500)
-			rc->last_perm = true;
 		conn_fail(rc, why);
 		free(why);
 		break;
@@ -1074,8 +1071,9 @@ conn_next_target(struct relay_conn *rc)
 		rc->target++;
 	if (rc->target >= d->ntargets || r->closing) {
 		/* every address failed: what waits for this destination is
-		 * deferred (or bounced when the last server refused us for
-		 * good), unless another connection still carries it */
+		 * deferred, unless another connection still carries it (a
+		 * 5xx greeting too: RFC 5321 §3.1 lets a client try later,
+		 * and queue_lifetime bounds it) */
 		if (d->nconns <= 1) {
 			const char *why = rc->last_error != NULL ?
 				rc->last_error : "no address could be reached";
