@@ -235,6 +235,14 @@ deliver_dsn_send(struct deliverq *q, struct spool_envelope *env,
 		}
 		return 0;
 	}
+	/* the common case, on every delivery: nothing owed, nothing made */
+	{
+		bool any = false;
+		for (size_t i = 0; i < env->nrcpts && !any; i++)
+			any = rcpt_report(q, env, &env->rcpts[i], now) >= 0;
+		if (!any)
+			return 0;
+	}
 	dr = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1, sizeof(*dr));
 	idx = xcalloc(env->nrcpts > 0 ? env->nrcpts : 1, sizeof(*idx));
 	keep = xcalloc(env->nrcpts > 0 ? 2 * env->nrcpts : 1, sizeof(*keep));
