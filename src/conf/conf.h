@@ -103,6 +103,7 @@ enum conf_log_level {
 #define CONF_RELAY_DEST_MAX_DEFAULT	10
 #define CONF_RELAY_SESSIONS_MAX_DEFAULT	100
 #define CONF_RELAY_MSGS_PER_CONN_DEFAULT 100
+#define CONF_RELAY_CONN_IDLE_DEFAULT	2	/* seconds */
 #define CONF_RELAY_TIMEOUT_CONNECT_DEFAULT 30
 /* RFC 5321 §4.5.3.2 client timeouts */
 #define CONF_RELAY_TIMEOUT_GREETING_DEFAULT 300	/* §4.5.3.2.1 */
@@ -183,6 +184,8 @@ struct tern_conf {
 				   * destination */
 	unsigned relay_sessions_max; /* relay_sessions_max: in all */
 	unsigned relay_msgs_per_conn; /* relay_msgs_per_conn */
+	unsigned relay_conn_idle; /* relay_conn_idle: seconds an idle
+				   * connection waits for more mail */
 	unsigned relay_timeout_connect;
 	unsigned relay_timeout_greeting;
 	unsigned relay_timeout_command;

@@ -637,6 +637,12 @@ const struct conf_key conf_keys[] = {
 	  .offset = OFF(relay_msgs_per_conn),
 	  .doc = "Messages sent over one outgoing connection before it is "
 		 "closed. From 1 to 100000." },
+	{ .key = "relay_conn_idle", .type = CONF_T_DURATION,
+	  .defnum = CONF_RELAY_CONN_IDLE_DEFAULT, .min = 0, .max = 300,
+	  .offset = OFF(relay_conn_idle),
+	  .doc = "How long a connection whose queue is empty stays open for "
+		 "more mail to the same destination before it says QUIT. 0 "
+		 "closes at once. From 0s to 5m." },
 	{ .key = "relay_timeout_connect", .type = CONF_T_DURATION,
 	  .defnum = CONF_RELAY_TIMEOUT_CONNECT_DEFAULT, .min = 1,
 	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_connect),

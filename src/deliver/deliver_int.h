@@ -80,7 +80,11 @@ struct deliverq {
 	struct dq_msg *relaying; /* messages with the relay agent */
 	struct dq_msg *all;     /* every message held, for queue control */
 	unsigned nrelaying;
-	unsigned records;       /* record jobs of relay outcomes running */
+	unsigned records;       /* relay outcomes waiting for or in a
+				 * record job (messages) */
+	struct dq_one *rec_wait; /* ... waiting, oldest first */
+	size_t nrec_wait, caprec_wait;
+	unsigned rec_jobs;      /* record jobs running */
 	unsigned ctls;          /* hold and delete jobs running */
 	int64_t now;            /* from the last add or tick */
 	uint64_t seq;

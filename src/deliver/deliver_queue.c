@@ -797,6 +797,7 @@ job_work(void *arg)
 static void run_due(struct deliverq *q);
 static void run_direct(struct deliverq *q);
 static void relay_dispatch(struct deliverq *q, struct dq_msg *m);
+static void run_records(struct deliverq *q);
 static void msg_delete(struct deliverq *q, struct dq_msg *m);
 static void job_done(void *arg);
 
@@ -849,7 +850,6 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 {
 	struct deliverq *q = arg;
 	struct dq_msg *m = cookie;
-	struct dq_job *j;
 	struct dq_one *o;
 
 	if (m->relay_prev != NULL)
@@ -866,13 +866,13 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 		return;
 	}
 
-	j = xcalloc(1, sizeof(*j));
-	j->q = q;
-	j->record = true;
-	j->now = q->now;
-	j->one = xcalloc(1, sizeof(*j->one));
-	j->n = 1;
-	o = &j->one[0];
+	if (q->nrec_wait == q->caprec_wait) {
+		q->caprec_wait = q->caprec_wait > 0 ? q->caprec_wait * 2 : 16;
+		q->rec_wait = xreallocarray(q->rec_wait, q->caprec_wait,
+					    sizeof(*q->rec_wait));
+	}
+	o = &q->rec_wait[q->nrec_wait];
+	memset(o, 0, sizeof(*o));
 	o->m = m;
 	o->body_fd = -1;
 	o->res = xcalloc(n > 0 ? n : 1, sizeof(*o->res));
@@ -904,15 +904,42 @@ deliverq_relay_done(void *arg, void *cookie, struct relay_result *res,
 	if (o->n == 0) {
 		/* nothing was attempted: the message waits as it was */
 		free(o->res);
-		free(j->one);
-		free(j);
 		m->running = false;
 		m->due = msg_due(q, m->env);
 		heap_push(q, m);
 		return;
 	}
+	q->nrec_wait++;
 	q->records++;
-	workq_submit(q->wq, job_work, job_done, j);
+	run_records(q);
+}
+
+/*
+ * Starts a record job for the relay outcomes that wait: at once when none
+ * runs, else only beside a full batch, so that outcomes arriving while
+ * one job writes share the next job's removal and its one directory
+ * fsync (as Maildir jobs do, run_due).
+ */
+static void
+run_records(struct deliverq *q)
+{
+	while (q->nrec_wait > 0 && q->rec_jobs < q->max_running &&
+	       (q->rec_jobs == 0 || q->nrec_wait >= DELIVER_BATCH_MAX)) {
+		struct dq_job *j = xcalloc(1, sizeof(*j));
+		size_t n = q->nrec_wait < DELIVER_BATCH_MAX ? q->nrec_wait :
+			   DELIVER_BATCH_MAX;
+		j->q = q;
+		j->record = true;
+		j->now = q->now;
+		j->one = xcalloc(n, sizeof(*j->one));
+		j->n = n;
+		memcpy(j->one, q->rec_wait, n * sizeof(*j->one));
+		memmove(q->rec_wait, q->rec_wait + n,
+			(q->nrec_wait - n) * sizeof(*q->rec_wait));
+		q->nrec_wait -= n;
+		q->rec_jobs++;
+		workq_submit(q->wq, job_work, job_done, j);
+	}
 }
 
 void
@@ -988,7 +1015,9 @@ job_done(void *arg)
 		}
 	}
 	if (j->record) {
-		q->records--;
+		q->records -= (unsigned)j->n;
+		q->rec_jobs--;
+		run_records(q);
 	} else {
 		q->running--;
 		q->running_msgs -= (unsigned)j->n;
@@ -1164,6 +1193,7 @@ deliverq_free(struct deliverq **qp)
 	while (q->running > 0 || q->direct_msgs > 0 || q->records > 0 ||
 	       q->ctls > 0) {
 		run_direct(q);
+		run_records(q);
 		struct pollfd pfd = { .fd = workq_fd(q->wq), .events = POLLIN };
 		(void)poll(&pfd, 1, 100);
 		(void)workq_complete(q->wq);
@@ -1177,6 +1207,8 @@ deliverq_free(struct deliverq **qp)
 		q->relaying = m->relay_next;
 		msg_release(q, m);
 	}
+	TN_ASSERT(q->nrec_wait == 0);
+	free(q->rec_wait);
 	free(q->heap);
 	free(q);
 }

@@ -128,6 +128,8 @@ struct relay_conn {
 	struct smtpc_tx tx;
 	struct relay_read *rd;
 	struct event *deadline;    /* for a whole reply (see conn_flush) */
+	struct event *idle_ev;     /* relay_conn_idle while nothing waits */
+	bool idle;                 /* READY, waiting for an item */
 	const char *deadline_for;  /* the stage it was armed for */
 	bool body_wanted;          /* the server said 354 */
 	bool body_ended;
@@ -153,6 +155,7 @@ struct relay {
 };
 
 static void conn_start(struct relay_dest *d);
+static void idle_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_next_target(struct relay_conn *rc);
 static void conn_take_item(struct relay_conn *rc);
 static void dest_kick(struct relay_dest *d);
@@ -475,6 +478,15 @@ dest_kick(struct relay_dest *d)
 					     route_done, d);
 		return;
 	}
+	/* an idle connection to this destination takes the next item */
+	for (struct relay_conn *rc = r->conns; rc != NULL && d->head != NULL;
+	     rc = rc->next) {
+		if (rc->d != d || !rc->idle || rc->detached)
+			continue;
+		rc->idle = false;
+		evtimer_del(rc->idle_ev);
+		conn_take_item(rc);
+	}
 	/*
 	 * Another connection only while more than RELAY_WAITING_PER_CONN
 	 * items wait for each one it has: a few messages go out one after
@@ -518,6 +530,8 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		smtpc_free(&rc->c);
 		if (rc->deadline != NULL)
 			event_free(rc->deadline);
+		if (rc->idle_ev != NULL)
+			event_free(rc->idle_ev);
 		free(rc->last_error);
 		free(rc);
 	}
@@ -557,6 +571,8 @@ conn_detach(struct relay_conn *rc)
 	rc->detached = true;
 	TN_ASSERT(rc->item == NULL);
 	evtimer_del(rc->deadline);
+	evtimer_del(rc->idle_ev);
+	rc->idle = false;
 	net_connect_cancel(&rc->nc);
 	read_release(rc);
 	if (rc->prev != NULL)
@@ -834,10 +850,23 @@ conn_take_item(struct relay_conn *rc)
 		struct relay_item *it;
 		const char *err = NULL;
 
-		if (r->closing || rc->msgs >= r->conf->relay_msgs_per_conn ||
-		    (it = dest_pop(d)) == NULL) {
+		if (r->closing || rc->msgs >= r->conf->relay_msgs_per_conn) {
 			smtpc_quit(rc->c);
 			conn_flush(rc);
+			return;
+		}
+		if ((it = dest_pop(d)) == NULL) {
+			/* nothing now: wait a little for more (dest_kick hands
+			 * it over), then say goodbye (idle_cb) */
+			struct timeval tv = {
+				.tv_sec = r->conf->relay_conn_idle, .tv_usec = 0 };
+			if (r->conf->relay_conn_idle == 0) {
+				smtpc_quit(rc->c);
+				conn_flush(rc);
+				return;
+			}
+			rc->idle = true;
+			evtimer_add(rc->idle_ev, &tv);
 			return;
 		}
 		const struct spool_envelope *env = it->sub->env;
@@ -973,6 +1002,21 @@ cb_read(void *arg)
 }
 
 static void cb_timeout(void *arg);
+
+/* relay_conn_idle passed with nothing to send: QUIT */
+static void
+idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_conn *rc = arg;
+
+	(void)fd;
+	(void)what;
+	if (rc->detached || rc->conn == NULL || !rc->idle)
+		return;
+	rc->idle = false;
+	smtpc_quit(rc->c);
+	conn_flush(rc);
+}
 
 static void
 deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -1117,6 +1161,7 @@ conn_start(struct relay_dest *d)
 	rc->d = d;
 	rc->t_start = now_s();
 	rc->deadline = evtimer_new(r->base, deadline_cb, rc);
+	rc->idle_ev = evtimer_new(r->base, idle_cb, rc);
 	rc->next = r->conns;
 	if (r->conns != NULL)
 		r->conns->prev = rc;
@@ -1218,12 +1263,15 @@ relay_stop(struct relay *r)
 		next = rc->next;
 		if (rc->item != NULL)
 			continue;    /* its transaction finishes */
-		if (rc->ready && rc->conn != NULL) {
+		if (rc->idle) {
+			rc->idle = false;
+			evtimer_del(rc->idle_ev);
 			smtpc_quit(rc->c);
 			conn_flush(rc);
-		} else {
+		} else if (!rc->ready) {
 			conn_detach(rc);
 		}
+		/* else its QUIT is on the way */
 	}
 }
 

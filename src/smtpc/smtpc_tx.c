@@ -354,7 +354,7 @@ smtpc_body(struct smtpc *c, const uint8_t *p, size_t n)
 	if (c->state == SMTPC_ST_FAILED || c->state == SMTPC_ST_CLOSED)
 		return;
 	TN_ASSERT(c->state == SMTPC_ST_BODY);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n;) {
 		uint8_t ch = p[i];
 
 		if (c->body_cr) {
@@ -363,7 +363,7 @@ smtpc_body(struct smtpc *c, const uint8_t *p, size_t n)
 			smtpc_out_str(c, "\r\n");
 			c->body_bol = true;
 			if (ch == '\n') {
-				run = i + 1;
+				run = ++i;
 				continue;
 			}
 		}
@@ -377,7 +377,7 @@ smtpc_body(struct smtpc *c, const uint8_t *p, size_t n)
 				smtpc_out_str(c, "\r\n");
 				c->body_bol = true;
 			}
-			run = i + 1;
+			run = ++i;
 			continue;
 		}
 		if (c->body_bol && ch == '.') {
@@ -388,6 +388,15 @@ smtpc_body(struct smtpc *c, const uint8_t *p, size_t n)
 			run = i;
 		}
 		c->body_bol = false;
+		/* the rest of the line, up to its CR or LF, goes as it is:
+		 * found with memchr rather than byte by byte (the CR is looked
+		 * for only before the LF, so a body without CRs stays linear) */
+		const uint8_t *lf = memchr(p + i, '\n', n - i);
+		/* UNSAFE: lf points into p[i..n) */
+		size_t end = lf != NULL ? (size_t)(lf - p) : n;
+		const uint8_t *cr = memchr(p + i, '\r', end - i);
+		/* UNSAFE: cr points into p[i..end) */
+		i = cr != NULL ? (size_t)(cr - p) : end;
 	}
 	(void)buf_append(&c->out, p + run, n - run);
 }

@@ -114,6 +114,7 @@ assert_same(const struct tern_conf *a, const struct tern_conf *b)
 	assert_int_equal(a->relay_dest_max, b->relay_dest_max);
 	assert_int_equal(a->relay_sessions_max, b->relay_sessions_max);
 	assert_int_equal(a->relay_msgs_per_conn, b->relay_msgs_per_conn);
+	assert_int_equal(a->relay_conn_idle, b->relay_conn_idle);
 	assert_int_equal(a->relay_timeout_connect, b->relay_timeout_connect);
 	assert_int_equal(a->relay_timeout_greeting,
 			 b->relay_timeout_greeting);
@@ -213,6 +214,7 @@ static const char *const round_trips[] = {
 	"relay_dest_max = 1000\n"
 	"relay_sessions_max = 3\n"
 	"relay_msgs_per_conn = 1\n"
+	"relay_conn_idle = 0\n"
 	"relay_timeout_connect = 2s\n"
 	"relay_timeout_greeting = 3s\n"
 	"relay_timeout_command = 4s\n"
