@@ -180,9 +180,19 @@ smtp_data_feed(struct smtp_engine *e, const uint8_t *p, size_t n)
 			if (e->bad == SMTP_BAD_NONE &&
 			    lim > SMTP_CHUNK_MAX - e->chunk.len)
 				lim = SMTP_CHUNK_MAX - e->chunk.len;
-			while (k < lim && p[i + k] != '\r' &&
-			       p[i + k] != '\n' && p[i + k] != '\0')
-				k++;
+			/* the run up to the first CR, LF or NUL: memchr for
+			 * the CR that normally ends the line, then for an LF
+			 * or NUL before it (vectorised, rather than a test of
+			 * every octet) */
+			const uint8_t *q = memchr(p + i, '\r', lim);
+			/* UNSAFE: q points into p[i..i+lim) */
+			k = q != NULL ? (size_t)(q - (p + i)) : lim;
+			q = memchr(p + i, '\n', k);
+			if (q != NULL)
+				k = (size_t)(q - (p + i));
+			q = memchr(p + i, '\0', k);
+			if (q != NULL)
+				k = (size_t)(q - (p + i));
 			if (k > 0) {
 				body_put(e, p + i, k);
 				i += k;
