@@ -23,6 +23,7 @@
 
 #include "spool/spool_int.h"
 #include "unit_check.h"
+#include "unit_spool_v1.h"
 #include "unit_fs.h"
 
 struct fix {
@@ -351,94 +352,6 @@ test_history_in_order(void **state)
 
 /* ---- format 1 and format 2 records in one file ------------------------ */
 
-/* the format 1 encoder (spool_format.c before format 2; the bytes it
- * made are checked in test_spool_compat.c) */
-static void
-le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-le64(uint8_t *p, uint64_t v)
-{
-	le32(p, (uint32_t)v);
-	le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static void
-v1_u32(struct buf *b, uint32_t v)
-{
-	uint8_t t[4];
-
-	le32(t, v);
-	(void)buf_append(b, t, 4);
-}
-
-static void
-v1_opt(struct buf *b, const char *s)
-{
-	if (s == NULL) {
-		v1_u32(b, 0xffffffffu);
-		return;
-	}
-	v1_u32(b, (uint32_t)strlen(s));
-	(void)buf_append(b, s, strlen(s));
-}
-
-static void
-v1_env(const struct spool_envelope *e, struct buf *b)
-{
-	uint8_t t[8];
-	uint8_t u8 = 0;
-
-	(void)buf_append(b, e->id, SPOOL_ID_LEN);
-	v1_opt(b, e->mail_from);
-	v1_opt(b, e->helo);
-	v1_opt(b, e->client_addr);
-	v1_opt(b, e->envid);
-	v1_u32(b, e->ret);
-	v1_u32(b, e->body);
-	(void)buf_append(b, &u8, 1);
-	le64(t, (uint64_t)e->received_at);
-	(void)buf_append(b, t, 8);
-	le64(t, e->size);
-	(void)buf_append(b, t, 8);
-	v1_u32(b, (uint32_t)e->nrcpts);
-	for (size_t i = 0; i < e->nrcpts; i++) {
-		const struct spool_rcpt *r = &e->rcpts[i];
-		v1_opt(b, r->address);
-		v1_opt(b, r->orcpt);
-		v1_u32(b, r->notify);
-		v1_u32(b, (uint32_t)r->agent);
-		v1_opt(b, r->dest);
-		v1_u32(b, (uint32_t)r->state);
-		le64(t, (uint64_t)r->next_try);
-		(void)buf_append(b, t, 8);
-		v1_u32(b, r->attempts);
-		v1_opt(b, r->diag);
-	}
-}
-
-static void
-v1_rec(uint32_t idx, const struct spool_rcpt *r, struct buf *b)
-{
-	uint8_t h[32];
-	size_t dlen = r->diag != NULL ? strlen(r->diag) : 0;
-
-	le32(h, (uint32_t)(32 + dlen));
-	le32(h + 8, idx);
-	le32(h + 12, (uint32_t)r->state);
-	le64(h + 16, (uint64_t)r->next_try);
-	le32(h + 24, r->attempts);
-	le32(h + 28, r->diag != NULL ? (uint32_t)dlen : 0xffffffffu);
-	uint32_t crc = spool_crc32c(0, h + 8, 24);
-	le32(h + 4, spool_crc32c(crc, r->diag, dlen));
-	(void)buf_append(b, h, sizeof(h));
-	(void)buf_append(b, r->diag, dlen);
-}
-
 /* a version 1 queue file of sample_env under id, with records recs */
 static void
 v1_file(const char *id, const struct buf *recs, struct buf *out)
@@ -451,14 +364,7 @@ v1_file(const char *id, const struct buf *recs, struct buf *out)
 	e.size = sizeof(BODY) - 1;
 	buf_init(&env, 0);
 	v1_env(&e, &env);
-	memset(h, 0, sizeof(h));
-	memcpy(h, "TRNQ", 4);
-	le32(h + 4, 1);
-	le64(h + 8, e.size);
-	le64(h + 16, SPOOL_HDR_SIZE + e.size);
-	le32(h + 24, (uint32_t)env.len);
-	le32(h + 28, spool_crc32c(0, env.p, env.len));
-	le32(h + 60, spool_crc32c(0, h, 60));
+	v1_hdr(e.size, &env, h);
 	(void)buf_append(out, h, sizeof(h));
 	(void)buf_append(out, BODY, e.size);
 	(void)buf_append(out, env.p, env.len);
