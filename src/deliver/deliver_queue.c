@@ -1357,7 +1357,6 @@ deliverq_hold(struct deliverq *q, const char *id, bool held,
 	/* held is read on this thread only (msg_due); a job never writes it */
 	m->env->held = held;
 	if (!m->running) {
-		m->due = msg_due(q, m->env);
 		if (!held)
 			for (size_t k = 0; k < m->env->nrcpts; k++)
 				if (m->env->rcpts[k].state ==
