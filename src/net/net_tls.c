@@ -530,8 +530,13 @@ conn_start_tls(struct conn *c, struct net_tls_ctx *ctx, bool server,
 		SSL_set_accept_state(t->ssl);
 	} else {
 		SSL_set_connect_state(t->ssl);
+		/* a writable copy: the OpenSSL macro casts away const;
+		 * RFC 6066 §3: a host name is at most 255 octets */
+		char host[256];
 		if (sni_or_null != NULL &&
-		    SSL_set_tlsext_host_name(t->ssl, sni_or_null) != 1) {
+		    (snprintf(host, sizeof(host), "%s", sni_or_null) >=
+		     (int)sizeof(host) ||
+		     SSL_set_tlsext_host_name(t->ssl, host) != 1)) {
 			*error_r = tls_error_dup("SNI");
 			goto fail;
 		}
