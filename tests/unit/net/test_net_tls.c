@@ -8,7 +8,9 @@
  * verification against the right CA, a wrong CA and a wrong host name,
  * plaintext input buffered before conn_start_tls dropped (STARTTLS
  * command injection), garbage instead of a handshake on either side, a
- * bad record, close_notify and an abrupt close. ASan checks for leaks.
+ * bad record, close_notify and an abrupt close; and a client we did not
+ * write, `openssl s_client`, against a server conn on 127.0.0.1. ASan
+ * checks for leaks.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,7 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -577,6 +584,133 @@ test_ctx_errors(void **state)
 	net_tls_ctx_free(&ctx);
 }
 
+static bool
+srv_got_line(const struct pair *p)
+{
+	return p->srv.closes > 0 ||
+	       (p->srv.len > 0 && p->srv.got[p->srv.len - 1] == '\n');
+}
+
+/* waits (bounded) for the child; kills it when it does not exit */
+static int
+reap(pid_t pid)
+{
+	int status = -1;
+
+	for (int i = 0; i < 1000; i++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		usleep(10 * 1000);
+	}
+	kill(pid, SIGKILL);
+	(void)waitpid(pid, &status, 0);
+	return -1;
+}
+
+/*
+ * Interop: `openssl s_client` verifies our server (test CA, host name
+ * mx.test) over TCP on 127.0.0.1, sends a line, reads the echo, and
+ * closes with close_notify when its stdin ends.
+ */
+static void
+test_interop_s_client(void **state)
+{
+	static const char line[] = "hello from s_client\n";
+	struct net_tls_ctx *sctx = server_ctx();
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t slen = sizeof(sin);
+	struct timeval tv = { .tv_sec = 10 };
+	int lfd, fd, in[2], out[2];
+	char port[16], got[256];
+	const char *version = NULL, *cipher = NULL;
+	bool verified = true;
+	ssize_t n;
+	size_t have = 0;
+	pid_t pid;
+	struct pair p;
+	(void)state;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &slen), 0);
+	/* accept() gives up after 10 s */
+	assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+				    sizeof(tv)), 0);
+	snprintf(port, sizeof(port), "127.0.0.1:%u", ntohs(sin.sin_port));
+	assert_int_equal(pipe(in), 0);
+	assert_int_equal(pipe(out), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(out[1], 2);
+		close(in[1]);
+		close(out[0]);
+		close(lfd);
+		execlp("openssl", "openssl", "s_client", "-connect", port,
+		       "-servername", "mx.test", "-verify_hostname", "mx.test",
+		       "-CAfile", ca_pem, "-verify_return_error", "-quiet",
+		       "-no_ign_eof", (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	fd = accept(lfd, NULL, NULL);
+	close(lfd);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+
+	memset(&p, 0, sizeof(p));
+	p.base = event_base_new();
+	assert_non_null(p.base);
+	p.srv.ctx = sctx;
+	p.srv.server = true;
+	p.srv.mode = MODE_ECHO;
+	p.srv.c = conn_new(p.base, fd, &handler, &p.srv);
+	conn_set_timeout(p.srv.c, 10);
+	start(&p.srv);
+	assert_int_equal(write(in[1], line, sizeof(line) - 1),
+			 (ssize_t)(sizeof(line) - 1));
+	run(&p, srv_got_line);
+	assert_true(p.srv.ok);
+	assert_int_equal(p.srv.len, sizeof(line) - 1);
+	assert_memory_equal(p.srv.got, line, sizeof(line) - 1);
+	assert_true(conn_tls_info(p.srv.c, &version, &cipher, &verified));
+	assert_string_equal(version, "TLSv1.3");
+	assert_false(verified);
+	/* the echo reaches s_client, which prints it (bounded wait) */
+	got[0] = '\0';
+	for (int i = 0; i < 1000 && strstr(got, line) == NULL; i++) {
+		struct pollfd pfd = { .fd = out[0], .events = POLLIN };
+		assert_true(event_base_loop(p.base, EVLOOP_NONBLOCK) >= 0);
+		if (poll(&pfd, 1, 10) == 1 && have < sizeof(got) - 1) {
+			n = read(out[0], got + have, sizeof(got) - 1 - have);
+			if (n <= 0)
+				break;
+			have += (size_t)n;
+			got[have] = '\0';
+		}
+	}
+	if (strstr(got, line) == NULL)
+		fail_msg("s_client printed \"%s\", want the echo \"%s\"", got,
+			 line);
+	/* stdin ends: s_client sends close_notify and exits */
+	close(in[1]);
+	run(&p, srv_closed);
+	assert_false(p.srv.dead_at_close);
+	conn_free(&p.srv.c);
+	event_base_free(p.base);
+	assert_int_equal(reap(pid), 0);
+	close(out[0]);
+	free(p.srv.got);
+	net_tls_ctx_free(&sctx);
+}
+
 /* ------------------------------------------------------------------ */
 
 static int
@@ -633,6 +767,7 @@ main(void)
 		cmocka_unit_test(test_close_notify),
 		cmocka_unit_test(test_abrupt_close_and_bad_record),
 		cmocka_unit_test(test_ctx_errors),
+		cmocka_unit_test(test_interop_s_client),
 	};
 
 	return cmocka_run_group_tests(tests, make_certs, remove_certs);
