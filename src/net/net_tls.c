@@ -431,8 +431,10 @@ net_conn_tls_fill(struct conn *c)
 		return true;
 	if (!tls_decrypt(c))
 		return false;
-	if (evbuffer_get_length(c->in) >= CONN_INPUT_HIGH)
-		net_conn_rd_del(c); /* TCP slows the peer until we drain */
+	/* TCP slows the peer until we drain; a close_notify already read
+	 * keeps the event, which reports it on the next turn */
+	if (evbuffer_get_length(c->in) >= CONN_INPUT_HIGH && !t->eof_pending)
+		net_conn_rd_del(c);
 	return true;
 }
 
@@ -483,7 +485,9 @@ net_conn_tls_flush(struct conn *c)
 					return true;
 				if (errno == EINTR)
 					continue;
-				net_conn_fail(c);
+				snprintf(t->error, sizeof(t->error),
+					 "write: %s", strerror(errno));
+				tls_fail(c, "write");
 				return false;
 			}
 			if (n == 0)
