@@ -2,8 +2,9 @@
 /*
  * net: the event loop's sockets. Listeners accept connections; a struct
  * conn is one non-blocking connection with an input and an output queue,
- * a timeout and backpressure. TLS will live here too, so that the
- * layers above only ever see plain bytes. net never interprets them.
+ * a timeout and backpressure. TLS lives here too (a transport under
+ * struct conn), so that the layers above only ever see plain bytes. net
+ * never interprets them.
  */
 #ifndef TERN_NET_H
 #define TERN_NET_H
@@ -97,6 +98,88 @@ void conn_shutdown_write(struct conn *c);
 void conn_read_enable(struct conn *c, bool on);
 /* the timeout in seconds, 0 for none */
 void conn_set_timeout(struct conn *c, unsigned seconds);
+
+/* ------------------------------------------------------------------ */
+/*
+ * TLS under struct conn (net_tls.c, OpenSSL 3): TLS 1.2 and 1.3 only,
+ * forward-secret AEAD suites only, no renegotiation, no compression.
+ * Errors come back in *error_r (heap, caller frees).
+ */
+struct net_tls_ctx;
+
+/*
+ * A server context from a PEM certificate chain (leaf first) and its key.
+ * One certificate for now; certificates chosen by SNI will be added to
+ * the same context later.
+ */
+int net_tls_ctx_server_new(const char *cert_file, const char *key_file,
+			   struct net_tls_ctx **ctx_r, char **error_r);
+
+enum net_tls_verify {
+	NET_TLS_VERIFY_SYSTEM = 0, /* the system CA store */
+	NET_TLS_VERIFY_CAFILE,     /* the PEM CAs in ca_file */
+	NET_TLS_VERIFY_NONE,       /* accept any certificate (opportunistic
+				    * TLS, RFC 7435); conn_tls_info tells */
+};
+/*
+ * A client context. When it verifies, the handshake fails unless the
+ * server's chain ends at a trusted CA and, given an SNI name, the
+ * certificate names that host (RFC 6125).
+ */
+int net_tls_ctx_client_new(enum net_tls_verify verify, const char *ca_file,
+			   struct net_tls_ctx **ctx_r, char **error_r);
+/* NULL-safe; connections already started keep working */
+void net_tls_ctx_free(struct net_tls_ctx **ctxp);
+
+/*
+ * The handshake's outcome, called once on the loop thread. ok false:
+ * error says why ("TLS handshake failed: certificate verify failed: ...")
+ * and the connection is dead already (conn_is_dead; on_close is not
+ * called for it, only conn_free is left). The text is valid during the
+ * call. Do not free the connection inside the callback.
+ */
+typedef void conn_tls_done_cb(void *arg, bool ok, const char *error);
+
+/*
+ * From now on the connection's bytes go through TLS: the handshake runs
+ * on the loop (the conn's timeout bounds it), then conn_input_peek,
+ * conn_write, conn_shutdown_write (which sends close_notify first) and
+ * the rest work as before, on plaintext. on_read is not called before
+ * the handshake is done; conn_write may be called at once (the data
+ * waits for the handshake).
+ *
+ * Input already buffered in the conn is DISCARDED: it came before the
+ * handshake, in the clear, where anyone in the path could have added to
+ * it (RFC 3207 §4.2; STARTTLS command injection, CVE-2011-0411). Output
+ * still queued (the "220 Ready to start TLS" reply) is sent first, in
+ * the clear.
+ *
+ * server says which side we are and must match ctx; sni_or_null is the
+ * name a client sends and verifies (ignored on a server).
+ *
+ * After the handshake, failures come as before through on_close with
+ * conn_is_dead true: a bad record, an alert, or a peer that closes the
+ * socket without close_notify (a possible truncation). A close_notify is
+ * an orderly close: on_close with conn_is_dead false.
+ *
+ * Returns 0, or -1 with *error_r when TLS cannot start (already started,
+ * connection closed, context for the other side); done is not called
+ * then.
+ */
+int conn_start_tls(struct conn *c, struct net_tls_ctx *ctx, bool server,
+		   const char *sni_or_null, conn_tls_done_cb *done,
+		   void *arg, char **error_r);
+
+/*
+ * For Received: headers and logs once the handshake is done: the
+ * protocol ("TLSv1.3"), the cipher ("TLS_AES_256_GCM_SHA384"), and
+ * whether the peer's certificate was verified (a client that verified;
+ * false on a server, which asks for no client certificate). The strings
+ * are static. Returns false (outputs untouched) on a plain connection or
+ * before the handshake is done.
+ */
+bool conn_tls_info(const struct conn *c, const char **version_r,
+		   const char **cipher_r, bool *verified_r);
 
 /* ------------------------------------------------------------------ */
 /*

@@ -18,7 +18,8 @@
  *   - reads go straight into reserved evbuffer space (no FIONREAD probe).
  * The timeout bounds both directions: no input while reading, and no
  * socket space while output waits (a peer that stops taking replies).
- * TLS will be a filter here later; callers see plain bytes.
+ * TLS (net_tls.c) is a transport under the same queues: c->in and c->out
+ * hold plaintext either way, and the plain path only tests c->tls.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -28,31 +29,7 @@
 #include <unistd.h>
 
 #include "net/net.h"
-
-/* at most this much unread input is buffered per connection */
-#define CONN_INPUT_HIGH (64 * 1024)
-/* one read takes at most this much */
-#define CONN_READ_CHUNK (16 * 1024)
-
-struct conn {
-	int fd;
-	struct event *rd;
-	struct event *wr;
-	struct evbuffer *in;
-	struct evbuffer *out;
-	const struct conn_handler *h;
-	void *arg;
-	unsigned timeout;     /* read timeout in seconds, 0 for none */
-	bool dead;            /* failed: nothing more can be written */
-	bool eof;             /* the peer closed its side; we may still write */
-	bool paused;          /* on_read is not called */
-	bool unseen;          /* input arrived while paused */
-	bool rd_added;        /* the read event is registered */
-	bool wr_added;        /* the write event waits for socket space */
-	bool wr_active;       /* a flush is scheduled for this iteration */
-	bool shut_wr;         /* FIN once the output queue is empty */
-	bool notify_drained;
-};
+#include "net/net_int.h"
 
 static void
 conn_rd_add(struct conn *c)
@@ -78,8 +55,8 @@ conn_wr_add(struct conn *c)
 		c->wr_added = true;
 }
 
-static void
-conn_rd_del(struct conn *c)
+void
+net_conn_rd_del(struct conn *c)
 {
 	if (c->rd_added) {
 		(void)event_del(c->rd);
@@ -87,11 +64,11 @@ conn_rd_del(struct conn *c)
 	}
 }
 
-static void
-conn_fail(struct conn *c)
+void
+net_conn_fail(struct conn *c)
 {
 	c->dead = true;
-	conn_rd_del(c);
+	net_conn_rd_del(c);
 	if (c->wr_added) {
 		(void)event_del(c->wr);
 		c->wr_added = false;
@@ -110,6 +87,8 @@ conn_fill(struct conn *c)
 	int nv;
 	ssize_t n;
 
+	if (c->tls != NULL)
+		return net_conn_tls_fill(c);
 	if (want > CONN_READ_CHUNK)
 		want = CONN_READ_CHUNK;
 	nv = evbuffer_reserve_space(c->in, (ev_ssize_t)want, v, 2);
@@ -125,13 +104,13 @@ conn_fill(struct conn *c)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return true;
-		conn_fail(c);
+		net_conn_fail(c);
 		return false;
 	}
 	if (n == 0) {
 		/* a half-close: the peer may still read our replies */
 		c->eof = true;
-		conn_rd_del(c);
+		net_conn_rd_del(c);
 		c->h->on_close(c->arg);
 		return false;
 	}
@@ -143,7 +122,7 @@ conn_fill(struct conn *c)
 	if (evbuffer_commit_space(c->in, v, nv) < 0)
 		log_fatal("net event=evbuffer_commit failed");
 	if (evbuffer_get_length(c->in) >= CONN_INPUT_HIGH)
-		conn_rd_del(c); /* TCP slows the peer until we drain */
+		net_conn_rd_del(c); /* TCP slows the peer until we drain */
 	return true;
 }
 
@@ -176,6 +155,8 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 static bool
 conn_flush(struct conn *c)
 {
+	if (c->tls != NULL)
+		return net_conn_tls_flush(c);
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = evbuffer_write(c->out, c->fd);
 		if (n < 0) {
@@ -183,7 +164,7 @@ conn_flush(struct conn *c)
 				break;
 			if (errno == EINTR)
 				continue;
-			conn_fail(c);
+			net_conn_fail(c);
 			return false;
 		}
 		if (n == 0)
@@ -207,7 +188,8 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	c->wr_active = false;
 	if (c->dead || !conn_flush(c))
 		return;
-	if (evbuffer_get_length(c->out) > 0) {
+	if ((c->tls != NULL ? net_conn_tls_unsent(c) :
+	     evbuffer_get_length(c->out)) > 0) {
 		if (!c->wr_added)
 			conn_wr_add(c);
 		return;
@@ -216,6 +198,8 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		(void)event_del(c->wr);
 		c->wr_added = false;
 	}
+	if (c->tls != NULL && conn_output_len(c) > 0)
+		return; /* plaintext waits for the TLS handshake */
 	if (c->shut_wr) {
 		c->shut_wr = false;
 		(void)shutdown(c->fd, SHUT_WR);
@@ -225,8 +209,8 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* flush at the end of this loop iteration */
-static void
-conn_schedule_flush(struct conn *c)
+void
+net_conn_schedule_flush(struct conn *c)
 {
 	if (c->wr_active || c->wr_added || c->dead)
 		return;
@@ -260,6 +244,7 @@ conn_free(struct conn **cp)
 	if (c == NULL)
 		return;
 	*cp = NULL;
+	net_conn_tls_free(&c->tls);
 	event_free(c->rd);
 	event_free(c->wr);
 	evbuffer_free(c->in);
@@ -304,21 +289,25 @@ conn_write(struct conn *c, const void *p, size_t n)
 		return 0;
 	if (evbuffer_add(c->out, p, n) < 0)
 		return -1;
-	conn_schedule_flush(c);
+	net_conn_schedule_flush(c);
 	return 0;
 }
 
 size_t
 conn_output_len(struct conn *c)
 {
-	return evbuffer_get_length(c->out);
+	size_t n = evbuffer_get_length(c->out);
+
+	if (c->tls != NULL)
+		n += net_conn_tls_pending(c);
+	return n;
 }
 
 void
 conn_notify_drained(struct conn *c, bool on)
 {
 	c->notify_drained = on;
-	if (on && !c->dead && evbuffer_get_length(c->out) == 0)
+	if (on && !c->dead && conn_output_len(c) == 0)
 		c->h->on_drained(c->arg);
 }
 
@@ -327,10 +316,15 @@ conn_shutdown_write(struct conn *c)
 {
 	if (c->dead)
 		return;
-	if (evbuffer_get_length(c->out) == 0)
-		(void)shutdown(c->fd, SHUT_WR);
-	else
+	if (c->tls != NULL) {
+		/* the flush sends close_notify first (RFC 8446 §6.1) */
 		c->shut_wr = true;
+		net_conn_schedule_flush(c);
+	} else if (evbuffer_get_length(c->out) == 0) {
+		(void)shutdown(c->fd, SHUT_WR);
+	} else {
+		c->shut_wr = true;
+	}
 }
 
 bool
