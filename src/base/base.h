@@ -136,6 +136,8 @@ int io_fsync(int fd);
 int io_fdatasync(int fd);
 /* syncfs(2) of the file system holding fd */
 int io_syncfs(int fd);
+/* flock(2), retrying EINTR (op: LOCK_SH, LOCK_EX, ...) */
+int io_flock(int fd, int op);
 /* mkdir -p; each directory it creates has its parent fsynced */
 int io_mkdir_p(const char *path, unsigned mode);
 

@@ -5,6 +5,7 @@
  * directories survive a crash.
  */
 #include <errno.h>
+#include <sys/file.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -156,4 +157,14 @@ io_mkdir_p(const char *path, unsigned mode)
 	}
 	free(p);
 	return ret;
+}
+
+int
+io_flock(int fd, int op)
+{
+	while (flock(fd, op) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return 0;
 }

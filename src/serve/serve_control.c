@@ -386,6 +386,32 @@ text_msg(struct buf *b, const struct spool_envelope *env, bool busy,
 }
 
 /* the message as a JSON object, without its closing brace */
+
+/* a recipient state's JSON fields, after the address (list, show and
+ * history share them) */
+static void
+json_rcpt_state(struct buf *b, enum spool_rcpt_state state,
+		unsigned attempts, int64_t next_try, int64_t last_try,
+		const char *status, const char *remote_mta, const char *diag)
+{
+	buf_printf(b, ",\"state\":\"%s\",\"attempts\":%u",
+		   state_name(state), attempts);
+	if (state == SPOOL_RCPT_DEFERRED)
+		buf_printf(b, ",\"next_try\":%" PRId64, next_try);
+	else
+		buf_append_str(b, ",\"next_try\":null");
+	if (last_try > 0)
+		buf_printf(b, ",\"last_try\":%" PRId64, last_try);
+	else
+		buf_append_str(b, ",\"last_try\":null");
+	buf_append_str(b, ",\"status\":");
+	json_str(b, status);
+	buf_append_str(b, ",\"remote_mta\":");
+	json_str(b, remote_mta);
+	buf_append_str(b, ",\"reply\":");
+	json_str(b, diag);
+}
+
 static void
 json_msg_open(struct buf *b, const struct spool_envelope *env, bool busy,
 	      int64_t now, bool show)
@@ -418,22 +444,8 @@ json_msg_open(struct buf *b, const struct spool_envelope *env, bool busy,
 			buf_append_str(b, ",\"state\":\"" CTL_BUSY_STATE "\"}");
 			continue;
 		}
-		buf_printf(b, ",\"state\":\"%s\",\"attempts\":%u",
-			   state_name(r->state), r->attempts);
-		if (r->state == SPOOL_RCPT_DEFERRED)
-			buf_printf(b, ",\"next_try\":%" PRId64, r->next_try);
-		else
-			buf_append_str(b, ",\"next_try\":null");
-		if (r->last_try > 0)
-			buf_printf(b, ",\"last_try\":%" PRId64, r->last_try);
-		else
-			buf_append_str(b, ",\"last_try\":null");
-		buf_append_str(b, ",\"status\":");
-		json_str(b, r->status);
-		buf_append_str(b, ",\"remote_mta\":");
-		json_str(b, r->remote_mta);
-		buf_append_str(b, ",\"reply\":");
-		json_str(b, r->diag);
+		json_rcpt_state(b, r->state, r->attempts, r->next_try,
+				r->last_try, r->status, r->remote_mta, r->diag);
 		buf_append_str(b, "}");
 	}
 	buf_append_str(b, "]");
@@ -773,22 +785,8 @@ json_history(struct buf *b, const struct ctl_op *op)
 		buf_printf(b, "{\"type\":\"recipient\",\"recipient\":%zu"
 			   ",\"address\":", e->idx);
 		json_str(b, e->idx < op->naddrs ? op->addrs[e->idx] : NULL);
-		buf_printf(b, ",\"state\":\"%s\",\"attempts\":%u",
-			   state_name(e->state), e->attempts);
-		if (e->last_try > 0)
-			buf_printf(b, ",\"last_try\":%" PRId64, e->last_try);
-		else
-			buf_append_str(b, ",\"last_try\":null");
-		if (e->state == SPOOL_RCPT_DEFERRED)
-			buf_printf(b, ",\"next_try\":%" PRId64, e->next_try);
-		else
-			buf_append_str(b, ",\"next_try\":null");
-		buf_append_str(b, ",\"status\":");
-		json_str(b, e->status);
-		buf_append_str(b, ",\"remote_mta\":");
-		json_str(b, e->remote_mta);
-		buf_append_str(b, ",\"reply\":");
-		json_str(b, e->diag);
+		json_rcpt_state(b, e->state, e->attempts, e->next_try,
+				e->last_try, e->status, e->remote_mta, e->diag);
 		buf_printf(b, ",\"delay_report_sent\":%s,\"final_report_sent\""
 			   ":%s}", e->flags & SPOOL_RCPT_F_DELAY_SENT ?
 			   "true" : "false", e->flags & SPOOL_RCPT_F_DSN_DONE ?

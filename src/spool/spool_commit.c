@@ -835,11 +835,9 @@ append_recs(struct spool *s, const char *id, const struct buf *recs)
 	}
 	/* one writer at a time per file, so a cut after a failed write
 	 * never removes another thread's record */
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno != EINTR) {
-			err = errno;
-			goto out;
-		}
+	if (io_flock(fd, LOCK_EX) < 0) {
+		err = errno;
+		goto out;
 	}
 	if (fstat(fd, &st) < 0) {
 		err = errno;

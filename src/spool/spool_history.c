@@ -202,11 +202,9 @@ spool_history_read(struct spool *s, const char *id, size_t max,
 	/* the writer appends and fdatasyncs under LOCK_EX (append_recs):
 	 * while we hold LOCK_SH every record we see is durable, and none is
 	 * half written */
-	while (flock(fd, LOCK_SH) < 0) {
-		if (errno != EINTR) {
-			err = errno;
-			goto out;
-		}
+	if (io_flock(fd, LOCK_SH) < 0) {
+		err = errno;
+		goto out;
 	}
 	if (fstat(fd, &st) < 0) {
 		err = errno;
