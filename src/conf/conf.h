@@ -113,6 +113,15 @@ enum conf_log_level {
 #define CONF_RELAY_TIMEOUT_DOT_DEFAULT      600	/* §4.5.3.2.6 */
 #define CONF_SRS_MAX_AGE_DEFAULT	21	/* days */
 #define CONF_DSN_RETURN_MAX_DEFAULT	(1ULL << 20)
+/* submission: TLS, accounts, AUTH and the limits on clients */
+#define CONF_RECIPIENT_DELIMITER_DEFAULT "+"
+#define CONF_AUTH_MECHANISMS_DEFAULT	"PLAIN LOGIN SCRAM-SHA-256"
+#define CONF_JUNK_MAX_DEFAULT		100	/* Postfix: 100 */
+#define CONF_AUTH_FAILURES_MAX_DEFAULT	3
+#define CONF_AUTH_DELAY_MAX_DEFAULT	16	/* seconds */
+#define CONF_DATA_RATE_MIN_DEFAULT	500	/* octets/s, Postfix's */
+#define CONF_CLIENT_SESSIONS_MAX_DEFAULT 50
+#define CONF_CLIENT_RATE_MAX_DEFAULT	0	/* per minute, 0: none */
 /* alias nesting deeper than this is refused by conf_parse() */
 #define CONF_ALIAS_DEPTH_MAX		16
 
@@ -197,6 +206,19 @@ struct tern_conf {
 	unsigned srs_max_age;     /* srs_max_age: days */
 	uint64_t dsn_return_max;  /* dsn_return_max: larger originals come
 				   * back as headers only */
+
+	/* submission */
+	char *tls_cert;           /* tls_cert: PEM chain, "" self-signed */
+	char *tls_key;            /* tls_key: its private key */
+	char *accounts_file;      /* accounts_file: "" <state_dir>/accounts */
+	char *recipient_delimiter; /* recipient_delimiter: "" none */
+	char *auth_mechanisms;    /* auth_mechanisms: offered, in order */
+	unsigned junk_max;        /* junk_max: junk commands per message */
+	unsigned auth_failures_max; /* auth_failures_max: per session */
+	unsigned auth_delay_max;  /* auth_delay_max: longest failure delay */
+	unsigned data_rate_min;   /* data_rate_min: octets/s in DATA */
+	unsigned client_sessions_max; /* client_sessions_max: per address */
+	unsigned client_rate_max; /* client_rate_max: connections/minute */
 
 	/* private to conf: hashed user and alias names for conf_resolve();
 	 * NULL or out of date (users or aliases added by hand) falls back

@@ -308,6 +308,11 @@ conf_free(struct tern_conf **confp)
 	free(conf->routes);
 	free(conf->srs_secret);
 	free(conf->srs_domain);
+	free(conf->tls_cert);
+	free(conf->tls_key);
+	free(conf->accounts_file);
+	free(conf->recipient_delimiter);
+	free(conf->auth_mechanisms);
 	conf_index_free(&conf->index);
 	free(conf);
 }

@@ -442,6 +442,47 @@ conf_alias_clear(struct conf_alias *a)
 	alias_free_targets(a);
 }
 
+/* recipient_delimiter: characters that may start an address extension */
+static int
+check_delimiter(char *value, char **msg_r)
+{
+	for (const char *p = value; *p != '\0'; p++)
+		if (strchr("+-_=.", *p) == NULL) {
+			*msg_r = xasprintf("%s is not one of + - _ = .",
+					   conf_q((char[]){ *p, '\0' }).s);
+			return -1;
+		}
+	return 0;
+}
+
+/* auth_mechanisms: the names the SASL module knows (sasl.h) */
+static int
+check_auth_mechanisms(char *value, char **msg_r)
+{
+	static const char *const known[] = {
+		"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256",
+	};
+	char *copy = xstrdup(value), *save = NULL;
+	int r = 0;
+
+	for (char *w = strtok_r(copy, " \t", &save); w != NULL;
+	     w = strtok_r(NULL, " \t", &save)) {
+		size_t i;
+		for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			if (ascii_strcasecmp(w, known[i]) == 0)
+				break;
+		if (i == sizeof(known) / sizeof(known[0])) {
+			*msg_r = xasprintf("unknown mechanism %s (PLAIN, LOGIN, "
+					   "CRAM-MD5 or SCRAM-SHA-256)",
+					   conf_q(w).s);
+			r = -1;
+			break;
+		}
+	}
+	free(copy);
+	return r;
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 #define OFF(f) offsetof(struct tern_conf, f)
@@ -696,6 +737,76 @@ const struct conf_key conf_keys[] = {
 	  .doc = "A bounce returns the whole original message up to this "
 		 "size, and only its header above it (RFC 3464 §2: it may be "
 		 "truncated)." },
+	/* ---- submission: TLS, accounts, AUTH, limits on clients ---- */
+	{ .key = "tls_cert", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(tls_cert),
+	  .example = "/etc/tern/tls/fullchain.pem",
+	  .doc = "The server's TLS certificate chain (PEM, the server's "
+		 "certificate first) for STARTTLS and the submissions "
+		 "listener. Empty, the default: a self-signed certificate "
+		 "for hostname, made at the first start in "
+		 "<state_dir>/tls/ (fine for tests; clients will not trust "
+		 "it). Reloaded on SIGHUP." },
+	{ .key = "tls_key", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(tls_key),
+	  .example = "/etc/tern/tls/privkey.pem",
+	  .doc = "The private key of tls_cert (PEM). Empty: the same file "
+		 "as tls_cert." },
+	{ .key = "accounts_file", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(accounts_file),
+	  .doc = "The accounts that may log in, managed with `tern user`: "
+		 "one line per address with its password hashes, never the "
+		 "password. Empty, the default: <state_dir>/accounts." },
+	{ .key = "recipient_delimiter", .type = CONF_T_STRING,
+	  .empty_ok = true, .def = CONF_RECIPIENT_DELIMITER_DEFAULT,
+	  .offset = OFF(recipient_delimiter), .check = check_delimiter,
+	  .doc = "Mail to alice+anything@domain goes to alice@domain: the "
+		 "characters that may start such an extension (one or "
+		 "more of + - _ = .). Empty: no extensions. Default: "
+		 CONF_RECIPIENT_DELIMITER_DEFAULT "." },
+	{ .key = "auth_mechanisms", .type = CONF_T_STRING,
+	  .def = CONF_AUTH_MECHANISMS_DEFAULT, .offset = OFF(auth_mechanisms),
+	  .check = check_auth_mechanisms,
+	  .doc = "SASL mechanisms offered to clients after STARTTLS or on "
+		 "the submissions listener, space separated: PLAIN, LOGIN, "
+		 "CRAM-MD5, SCRAM-SHA-256. Default: "
+		 CONF_AUTH_MECHANISMS_DEFAULT "." },
+	{ .key = "junk_max", .type = CONF_T_UINT,
+	  .defnum = CONF_JUNK_MAX_DEFAULT, .min = 1, .max = 100000,
+	  .offset = OFF(junk_max),
+	  .doc = "Commands that move no mail (NOOP, RSET, VRFY, EXPN, HELP) "
+		 "a client may send per message; one more gets 421 4.7.0 "
+		 "and the session ends. From 1 to 100000." },
+	{ .key = "auth_failures_max", .type = CONF_T_UINT,
+	  .defnum = CONF_AUTH_FAILURES_MAX_DEFAULT, .min = 1, .max = 100,
+	  .offset = OFF(auth_failures_max),
+	  .doc = "Failed AUTH attempts in one session; the last one gets "
+		 "421 4.7.0 and the session ends. From 1 to 100." },
+	{ .key = "auth_delay_max", .type = CONF_T_DURATION,
+	  .defnum = CONF_AUTH_DELAY_MAX_DEFAULT, .min = 0, .max = 300,
+	  .offset = OFF(auth_delay_max),
+	  .doc = "Each failed AUTH from an address in the last 15 minutes "
+		 "doubles the wait before the next failure reply, from 1s up "
+		 "to this. 0: no delay. From 0s to 5m." },
+	{ .key = "data_rate_min", .type = CONF_T_UINT,
+	  .defnum = CONF_DATA_RATE_MIN_DEFAULT, .min = 0, .max = 1000000000,
+	  .offset = OFF(data_rate_min),
+	  .doc = "Octets per second a client must keep up while it sends a "
+		 "message: a transfer may last timeout_data plus its size "
+		 "divided by this, then 421 4.4.2. 0: timeout_data bounds "
+		 "the whole transfer." },
+	{ .key = "client_sessions_max", .type = CONF_T_UINT,
+	  .defnum = CONF_CLIENT_SESSIONS_MAX_DEFAULT, .min = 0,
+	  .max = CONF_SESSIONS_MAX_MAX, .offset = OFF(client_sessions_max),
+	  .doc = "Sessions open at once from one client address (one /64 "
+		 "for IPv6); more get 421 4.7.0. Clients in relay_from are "
+		 "not limited. 0: no limit." },
+	{ .key = "client_rate_max", .type = CONF_T_UINT,
+	  .defnum = CONF_CLIENT_RATE_MAX_DEFAULT, .min = 0, .max = 1000000,
+	  .offset = OFF(client_rate_max),
+	  .doc = "Connections per minute from one client address (one /64 "
+		 "for IPv6); more get 421 4.7.0. Clients in relay_from are "
+		 "not limited. 0, the default: no limit." },
 };
 
 const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);

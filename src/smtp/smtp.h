@@ -38,6 +38,13 @@
 #define SMTP_RCPT_MAX_DEFAULT 1000
 #define SMTP_SIZE_MAX_DEFAULT (50ULL * 1024 * 1024)
 #define SMTP_ERRORS_MAX_DEFAULT 20
+/* junk commands (NOOP RSET VRFY EXPN HELP) per message, as Postfix's
+ * smtpd_junk_command_limit */
+#define SMTP_JUNK_MAX_DEFAULT 100
+#define SMTP_AUTH_FAILURES_MAX_DEFAULT 3
+/* RFC 4954 §4: an AUTH command line with its initial response, and each
+ * response line, may be 12,288 octets with CRLF */
+#define SMTP_AUTH_LINE_MAX 12288
 
 /* a limit left at 0 takes its SMTP_*_DEFAULT */
 struct smtp_params {
@@ -47,6 +54,19 @@ struct smtp_params {
 	unsigned errors_max;      /* 421 and close after this many errors */
 	bool vrfy_enabled;        /* false: VRFY answers 252 itself */
 	bool expn_enabled;        /* false: EXPN answers 502 itself */
+	unsigned junk_max;        /* junk commands before 421 4.7.0 */
+
+	/* STARTTLS (RFC 3207) and AUTH (RFC 4954) */
+	bool starttls;            /* offer STARTTLS while not in TLS */
+	bool tls;                 /* the session is in TLS from the start
+				   * (implicit TLS, RFC 8314) */
+	const char *auth_mechs;   /* "PLAIN LOGIN ...": AUTH is offered
+				   * with these; NULL or "" for no AUTH;
+				   * copied */
+	bool auth_clear;          /* AUTH allowed without TLS; false: 538
+				   * 5.7.11 in clear, and not advertised */
+	bool auth_required;       /* MAIL needs AUTH first: 530 5.7.0 */
+	unsigned auth_failures_max; /* failed AUTH before 421 4.7.0 */
 };
 
 enum smtp_event_kind {
@@ -58,6 +78,9 @@ enum smtp_event_kind {
 	SMTP_EV_DATA_ABORT,  /* message refused; engine sent the reason */
 	SMTP_EV_QUIT,        /* 221 sent; close after output */
 	SMTP_EV_PROTOCOL_ERROR, /* a command was refused; reply in `reply` */
+	SMTP_EV_AUTH_ABORT,  /* the AUTH exchange ended without a verdict
+				(client sent "*", bad base64, or the session
+				closes): drop its state */
 	/* need smtp_engine_decide() before any further input is read */
 	SMTP_EV_MAIL,        /* MAIL FROM */
 	SMTP_EV_RCPT,        /* RCPT TO */
@@ -65,6 +88,12 @@ enum smtp_event_kind {
 	SMTP_EV_DATA_END,    /* whole body delivered as chunks */
 	SMTP_EV_VRFY,        /* only with vrfy_enabled */
 	SMTP_EV_EXPN,        /* only with expn_enabled */
+	SMTP_EV_STARTTLS,    /* OK: the engine sends 220 and reads nothing
+				more until smtp_engine_tls_started();
+				TEMPFAIL: 454 4.7.0 */
+	SMTP_EV_AUTH,        /* a step of AUTH: auth_mech, and data/
+				data_len the decoded response (see
+				auth_step, auth_has_data) */
 };
 
 /* BODY= (RFC 6152) */
@@ -119,6 +148,15 @@ struct smtp_event {
 	bool chunking;              /* DATA_START/END: BDAT rather than DATA */
 	const char *reply;          /* PROTOCOL_ERROR, DATA_ABORT: the reply
 				       line sent, without CRLF */
+	/* AUTH: the mechanism as listed in auth_mechs ("PLAIN"); data and
+	 * data_len hold the decoded client response (not NUL-terminated,
+	 * may hold NULs). auth_step 0 is the AUTH command itself, with
+	 * auth_has_data true when it had an initial response ("=" is an
+	 * empty one); steps 1, 2, ... are the responses to 334 challenges
+	 * (auth_has_data always true). */
+	const char *auth_mech;
+	unsigned auth_step;
+	bool auth_has_data;
 };
 
 enum smtp_verdict_kind {
@@ -144,6 +182,16 @@ struct smtp_verdict {
 	size_t nlines;
 	/* MAIL/DATA_START/DATA_END: close the session after this reply */
 	bool close;
+	/*
+	 * AUTH: auth_continue true sends "334 " + base64(challenge) and
+	 * reads the next line as the response; otherwise OK is 235 2.7.0
+	 * (the session is authenticated), PERMFAIL 535 5.7.8 (counted
+	 * toward auth_failures_max: 421 4.7.0 at the limit), TEMPFAIL 454
+	 * 4.7.0, unless code says otherwise.
+	 */
+	bool auth_continue;
+	const uint8_t *challenge;
+	size_t challenge_len;
 };
 
 /* engine phase, for the caller's choice of timeout (RFC 5321 §4.5.3.2) */
@@ -194,5 +242,22 @@ void smtp_engine_timeout(struct smtp_engine *e);
 void smtp_engine_shutdown(struct smtp_engine *e);
 
 enum smtp_phase smtp_engine_phase(const struct smtp_engine *e);
+
+/*
+ * The TLS handshake after STARTTLS succeeded: the engine forgets
+ * everything the client said before (RFC 3207 §4.2: HELO, AUTH, the
+ * transaction), stops offering STARTTLS (a second one gets 503 5.5.1),
+ * may offer AUTH now, and reads input again, waiting for EHLO.
+ */
+void smtp_engine_tls_started(struct smtp_engine *e);
+
+/* true once an AUTH succeeded in this session */
+bool smtp_engine_authenticated(const struct smtp_engine *e);
+
+/*
+ * Command lines (and AUTH responses) read so far: the caller re-arms its
+ * whole-command deadline when this changes, never on single bytes.
+ */
+uint64_t smtp_engine_commands(const struct smtp_engine *e);
 
 #endif
