@@ -699,6 +699,16 @@ handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 			 log_escape(esc, sizeof(esc), ev->reply,
 				    strlen(ev->reply)));
 		break;
+	case SMTP_EV_STARTTLS:
+		/* not offered yet */
+		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+		       "TLS not available");
+		break;
+	case SMTP_EV_AUTH:
+		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+		       "Authentication not available");
+		break;
+	case SMTP_EV_AUTH_ABORT:
 	case SMTP_EV_NONE:
 		break;
 	}
