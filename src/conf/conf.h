@@ -145,6 +145,20 @@ struct conf_route {
 	unsigned line;
 };
 
+/* tls_sni: a certificate for one server name */
+struct conf_tls_sni {
+	char *name;               /* lower-cased; "*.example.org" allowed */
+	char *cert, *key;
+	unsigned line;
+};
+
+/* send_as: one more envelope sender an account may use */
+struct conf_send_as {
+	char *account;            /* alice@example.org */
+	char *address;            /* an address, or "@domain" */
+	unsigned line;
+};
+
 struct tern_conf {
 	char *hostname;           /* hostname */
 	char *state_dir;          /* state_dir: spool, default Maildirs */
@@ -219,6 +233,10 @@ struct tern_conf {
 	unsigned data_rate_min;   /* data_rate_min: octets/s in DATA */
 	unsigned client_sessions_max; /* client_sessions_max: per address */
 	unsigned client_rate_max; /* client_rate_max: connections/minute */
+	struct conf_tls_sni *tls_sni; /* tls_sni (repeatable) */
+	size_t ntls_sni;
+	struct conf_send_as *send_as; /* send_as (repeatable) */
+	size_t nsend_as;
 
 	/* private to conf: hashed user and alias names for conf_resolve();
 	 * NULL or out of date (users or aliases added by hand) falls back
@@ -304,5 +322,9 @@ const struct conf_relay_host *conf_route_for(const struct tern_conf *conf,
 
 /* true when the domain part (no '@') is one of the local domains */
 bool conf_is_local_domain(const struct tern_conf *conf, const char *domain);
+
+/* send_as grants account the envelope sender `sender` */
+bool conf_send_as_allowed(const struct tern_conf *conf, const char *account,
+			  const char *sender);
 
 #endif

@@ -64,6 +64,17 @@ size_t conf_route_count(const struct tern_conf *conf);
 int conf_check_relay_host(char *value, char **msg_r);
 int conf_check_domain_or_empty(char *value, char **msg_r);
 
+/* submission keys (conf_submit.c) */
+int conf_tls_sni_add(struct tern_conf *conf, char *value, unsigned line,
+		     char **msg_r);
+void conf_tls_sni_dump(const struct tern_conf *conf, struct buf *out);
+size_t conf_tls_sni_count(const struct tern_conf *conf);
+int conf_send_as_add(struct tern_conf *conf, char *value, unsigned line,
+		     char **msg_r);
+void conf_send_as_dump(const struct tern_conf *conf, struct buf *out);
+size_t conf_send_as_count(const struct tern_conf *conf);
+void conf_submit_clear(struct tern_conf *conf);
+
 /* the table entry for key (len bytes), or NULL */
 const struct conf_key *conf_key_find(const char *key, size_t len);
 

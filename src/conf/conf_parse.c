@@ -12,9 +12,13 @@
 
 static const char default_text[] =
 	"# tern built-in configuration, used when no file is given:\n"
-	"# SMTP on the loopback address, mail for localhost kept in the\n"
-	"# Maildir of the user demo under the state directory.\n"
+	"# SMTP on loopback ports above 1024 (2525 receives like port 25,\n"
+	"# 2587 and 2465 take authenticated mail like 587 and 465), mail\n"
+	"# for localhost kept in the Maildir of the user demo under the\n"
+	"# state directory; the account demo@localhost logs in to it.\n"
 	"listen = " CONF_LISTEN_DEFAULT "\n"
+	"listen = 127.0.0.1:2587 submission\n"
+	"listen = 127.0.0.1:2465 submissions\n"
 	"domain = " CONF_DOMAIN_DEFAULT "\n"
 	"user = demo\n"
 	"alias = postmaster: demo\n";
@@ -196,17 +200,6 @@ finish(struct parser *ps, unsigned lastline)
 	if (conf->nusers == 0)
 		return fail_at(ps, lastline > 0 ? lastline : 1,
 			       xasprintf("no user defined"));
-	for (size_t i = 0; i < conf->nlisteners; i++) {
-		const struct conf_listener *l = &conf->listeners[i];
-		/* parsed so that the syntax is settled, refused until the
-		 * server has TLS and AUTH */
-		if (l->role == CONF_ROLE_SUBMISSION)
-			return fail_at(ps, l->line, xasprintf("listen: role "
-					"submission is not supported yet"));
-		if (l->role == CONF_ROLE_SUBMISSIONS)
-			return fail_at(ps, l->line, xasprintf("listen: role "
-					"submissions is not supported yet"));
-	}
 	for (size_t i = 0; i < conf->nusers; i++) {
 		struct conf_user *u = &conf->users[i];
 		if (u->maildir == NULL)
@@ -313,6 +306,7 @@ conf_free(struct tern_conf **confp)
 	free(conf->accounts_file);
 	free(conf->recipient_delimiter);
 	free(conf->auth_mechanisms);
+	conf_submit_clear(conf);
 	conf_index_free(&conf->index);
 	free(conf);
 }

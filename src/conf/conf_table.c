@@ -510,13 +510,17 @@ const struct conf_key conf_keys[] = {
 		 "error." },
 	{ .key = "listen", .type = CONF_T_LIST, .def = CONF_LISTEN_DEFAULT,
 	  .add = listen_add, .dump = listen_dump, .count = listen_count,
-	  .example = "*:25 mx",
+	  .example = "*:25 mx\n*:587 submission\n*:465 submissions",
 	  .doc = "Where to accept SMTP connections: address:port [role]. "
 		 "One line per listener. The address is an IPv4 address, "
 		 "an IPv6 address in brackets ([::1]:25), * for every "
-		 "address, or localhost. The role mx (the default) receives "
-		 "mail for the local domains; submission (port 587) and "
-		 "submissions (port 465) are reserved and not supported yet. "
+		 "address, or localhost. The role says what the listener is "
+		 "for: mx (the default; port 25) receives mail for the local "
+		 "domains from anyone, and offers STARTTLS but no AUTH; "
+		 "submission (port 587, or 2525 where 587 is blocked) is for "
+		 "mail clients: STARTTLS, then AUTH, which is required before "
+		 "MAIL; submissions (port 465) is the same over implicit TLS "
+		 "(RFC 8314). "
 		 "Without a listen line: " CONF_LISTEN_DEFAULT "." },
 	{ .key = "domain", .type = CONF_T_LIST, .def = CONF_DOMAIN_DEFAULT,
 	  .add = domain_add, .dump = domain_dump, .count = domain_count,
@@ -752,6 +756,16 @@ const struct conf_key conf_keys[] = {
 	  .example = "/etc/tern/tls/privkey.pem",
 	  .doc = "The private key of tls_cert (PEM). Empty: the same file "
 		 "as tls_cert." },
+	{ .key = "tls_sni", .type = CONF_T_LIST,
+	  .add = conf_tls_sni_add, .dump = conf_tls_sni_dump,
+	  .count = conf_tls_sni_count,
+	  .example = "mail.example.net /etc/tern/tls/net.pem "
+		     "/etc/tern/tls/net.key",
+	  .doc = "Another certificate, for clients that ask for this server "
+		 "name (SNI, RFC 6066): name certificate-file key-file. The "
+		 "name may be *.domain for one more label. Clients that ask "
+		 "for another name, or none, get tls_cert. One line per "
+		 "name; reloaded on SIGHUP." },
 	{ .key = "accounts_file", .type = CONF_T_STRING, .empty_ok = true,
 	  .def = "", .offset = OFF(accounts_file),
 	  .doc = "The accounts that may log in, managed with `tern user`: "
@@ -771,6 +785,15 @@ const struct conf_key conf_keys[] = {
 		 "the submissions listener, space separated: PLAIN, LOGIN, "
 		 "CRAM-MD5, SCRAM-SHA-256. Default: "
 		 CONF_AUTH_MECHANISMS_DEFAULT "." },
+	{ .key = "send_as", .type = CONF_T_LIST,
+	  .add = conf_send_as_add, .dump = conf_send_as_dump,
+	  .count = conf_send_as_count,
+	  .example = "alice@example.org @example.org",
+	  .doc = "An authenticated account may send with its own address "
+		 "(and its +extensions), the aliases that reach it and the "
+		 "null sender; this grants it one more: account address, or "
+		 "account @domain for every address of a domain. One line "
+		 "per grant." },
 	{ .key = "junk_max", .type = CONF_T_UINT,
 	  .defnum = CONF_JUNK_MAX_DEFAULT, .min = 1, .max = 100000,
 	  .offset = OFF(junk_max),

@@ -108,12 +108,26 @@ void conn_set_timeout(struct conn *c, unsigned seconds);
 struct net_tls_ctx;
 
 /*
- * A server context from a PEM certificate chain (leaf first) and its key.
- * One certificate for now; certificates chosen by SNI will be added to
- * the same context later.
+ * A server context from a PEM certificate chain (leaf first) and its key:
+ * the default certificate.
  */
 int net_tls_ctx_server_new(const char *cert_file, const char *key_file,
 			   struct net_tls_ctx **ctx_r, char **error_r);
+/*
+ * Another certificate, presented to clients whose SNI (RFC 6066 §3)
+ * names `name` ("mail.example.org", or "*.example.org" for one more
+ * label; exact names win). Other names get the default certificate.
+ */
+int net_tls_ctx_server_add_sni(struct net_tls_ctx *ctx, const char *name,
+			       const char *cert_file, const char *key_file,
+			       char **error_r);
+/*
+ * Makes a self-signed certificate for hostname (EC P-256, valid ten
+ * years, hostname as its subject alternative name) in cert_file and
+ * key_file (0600), each written to a temporary file and renamed.
+ */
+int net_tls_selfsigned_make(const char *cert_file, const char *key_file,
+			    const char *hostname, char **error_r);
 
 enum net_tls_verify {
 	NET_TLS_VERIFY_SYSTEM = 0, /* the system CA store */
@@ -128,7 +142,8 @@ enum net_tls_verify {
  */
 int net_tls_ctx_client_new(enum net_tls_verify verify, const char *ca_file,
 			   struct net_tls_ctx **ctx_r, char **error_r);
-/* NULL-safe; connections already started keep working */
+/* NULL-safe; connections already started keep working (they hold a
+ * reference, dropped when the connection is freed) */
 void net_tls_ctx_free(struct net_tls_ctx **ctxp);
 
 /*

@@ -54,18 +54,27 @@
 /* one SSL_write takes at most one record's worth */
 #define CONN_TLS_WRITE_CHUNK (16 * 1024)
 
-struct net_tls_ctx {
+/* a certificate chosen by the name the client asks for (RFC 6066 §3) */
+struct net_tls_sni {
+	char *name;              /* lower-case; "*.example.net" matches
+				  * one more label */
 	SSL_CTX *ssl_ctx;
+};
+
+struct net_tls_ctx {
+	SSL_CTX *ssl_ctx;        /* the default certificate */
 	bool server;
 	bool verify;
-	/*
-	 * Several certificates chosen by SNI will hang off here: a table of
-	 * (name, SSL_CTX) and a servername callback installed on ssl_ctx
-	 * that switches the SSL with SSL_set_SSL_CTX(). Not built yet.
-	 */
+	/* connections hold a reference: the servername callback of a
+	 * handshake under way uses sni after the owner dropped it (a
+	 * certificate reload) */
+	unsigned refs;
+	struct net_tls_sni *sni;
+	size_t nsni;
 };
 
 struct conn_tls {
+	struct net_tls_ctx *ctx; /* a reference */
 	SSL *ssl;
 	BIO *rbio;               /* ciphertext from the socket */
 	BIO *wbio;               /* ciphertext for the socket */
@@ -127,12 +136,12 @@ tls_ctx_common(const SSL_METHOD *method, char **error_r)
 	return sc;
 }
 
-int
-net_tls_ctx_server_new(const char *cert_file, const char *key_file,
-		       struct net_tls_ctx **ctx_r, char **error_r)
+/* a server SSL_CTX with one certificate chain and its key */
+static int
+tls_server_load(SSL_CTX **sc_r, const char *cert_file, const char *key_file,
+		char **error_r)
 {
 	SSL_CTX *sc = tls_ctx_common(TLS_server_method(), error_r);
-	struct net_tls_ctx *ctx;
 	char what[300];
 
 	if (sc == NULL)
@@ -150,15 +159,98 @@ net_tls_ctx_server_new(const char *cert_file, const char *key_file,
 			 key_file, cert_file);
 		goto fail;
 	}
-	ctx = xcalloc(1, sizeof(*ctx));
-	ctx->ssl_ctx = sc;
-	ctx->server = true;
-	*ctx_r = ctx;
+	*sc_r = sc;
 	return 0;
 fail:
 	*error_r = tls_error_dup(what);
 	SSL_CTX_free(sc);
 	return -1;
+}
+
+/* "*.example.net" matches "mx.example.net", not "a.mx.example.net" */
+static bool
+sni_match(const char *pattern, const char *name)
+{
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		const char *dot = strchr(name, '.');
+		return dot != NULL && dot != name &&
+		       ascii_strcasecmp(dot + 1, pattern + 2) == 0;
+	}
+	return ascii_strcasecmp(pattern, name) == 0;
+}
+
+/*
+ * The ClientHello named a host: switch to its certificate. Exact names
+ * win over wildcards; an unknown name keeps the default certificate
+ * (RFC 6066 §3 lets the server go on without a matching one).
+ */
+static int
+tls_servername(SSL *ssl, int *alert, void *arg)
+{
+	const struct net_tls_ctx *ctx = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	const struct net_tls_sni *wild = NULL;
+
+	(void)alert;
+	if (name == NULL || ctx->nsni == 0)
+		return SSL_TLSEXT_ERR_NOACK;
+	for (size_t i = 0; i < ctx->nsni; i++) {
+		if (ctx->sni[i].name[0] != '*' &&
+		    ascii_strcasecmp(ctx->sni[i].name, name) == 0) {
+			(void)SSL_set_SSL_CTX(ssl, ctx->sni[i].ssl_ctx);
+			return SSL_TLSEXT_ERR_OK;
+		}
+		if (wild == NULL && sni_match(ctx->sni[i].name, name))
+			wild = &ctx->sni[i];
+	}
+	if (wild != NULL) {
+		(void)SSL_set_SSL_CTX(ssl, wild->ssl_ctx);
+		return SSL_TLSEXT_ERR_OK;
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+int
+net_tls_ctx_server_new(const char *cert_file, const char *key_file,
+		       struct net_tls_ctx **ctx_r, char **error_r)
+{
+	struct net_tls_ctx *ctx;
+	SSL_CTX *sc;
+
+	if (tls_server_load(&sc, cert_file, key_file, error_r) < 0)
+		return -1;
+	ctx = xcalloc(1, sizeof(*ctx));
+	ctx->ssl_ctx = sc;
+	ctx->server = true;
+	ctx->refs = 1;
+	SSL_CTX_set_tlsext_servername_callback(sc, tls_servername);
+	SSL_CTX_set_tlsext_servername_arg(sc, ctx);
+	*ctx_r = ctx;
+	return 0;
+}
+
+int
+net_tls_ctx_server_add_sni(struct net_tls_ctx *ctx, const char *name,
+			   const char *cert_file, const char *key_file,
+			   char **error_r)
+{
+	SSL_CTX *sc;
+	struct net_tls_sni *e;
+
+	if (!ctx->server) {
+		*error_r = xstrdup("SNI certificates are for servers");
+		return -1;
+	}
+	if (tls_server_load(&sc, cert_file, key_file, error_r) < 0)
+		return -1;
+	ctx->sni = xreallocarray(ctx->sni, ctx->nsni + 1, sizeof(*ctx->sni));
+	e = &ctx->sni[ctx->nsni++];
+	e->name = xstrdup(name);
+	for (char *p = e->name; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	e->ssl_ctx = sc;
+	return 0;
 }
 
 int
@@ -194,6 +286,7 @@ net_tls_ctx_client_new(enum net_tls_verify verify, const char *ca_file,
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->ssl_ctx = sc;
 	ctx->verify = verify != NET_TLS_VERIFY_NONE;
+	ctx->refs = 1;
 	*ctx_r = ctx;
 	return 0;
 fail:
@@ -210,7 +303,13 @@ net_tls_ctx_free(struct net_tls_ctx **ctxp)
 	if (ctx == NULL)
 		return;
 	*ctxp = NULL;
-	/* connections hold their own reference to the SSL_CTX */
+	if (--ctx->refs > 0)
+		return;
+	for (size_t i = 0; i < ctx->nsni; i++) {
+		free(ctx->sni[i].name);
+		SSL_CTX_free(ctx->sni[i].ssl_ctx);
+	}
+	free(ctx->sni);
 	SSL_CTX_free(ctx->ssl_ctx);
 	free(ctx);
 }
@@ -225,6 +324,7 @@ net_conn_tls_free(struct conn_tls **tp)
 	*tp = NULL;
 	SSL_free(t->ssl); /* frees both BIOs */
 	evbuffer_free(t->raw);
+	net_tls_ctx_free(&t->ctx);
 	free(t);
 }
 
@@ -519,6 +619,8 @@ conn_start_tls(struct conn *c, struct net_tls_ctx *ctx, bool server,
 		return -1;
 	}
 	t = xcalloc(1, sizeof(*t));
+	t->ctx = ctx;
+	ctx->refs++;
 	t->ssl = SSL_new(ctx->ssl_ctx);
 	t->rbio = BIO_new(BIO_s_mem());
 	t->wbio = BIO_new(BIO_s_mem());

@@ -277,10 +277,14 @@ test_default_text(void **state)
 	struct tern_conf *conf = load("(defaults)", t, strlen(t));
 
 	(void)state;
-	assert_int_equal(conf->nlisteners, 1);
+	assert_int_equal(conf->nlisteners, 3);
 	assert_string_equal(conf->listeners[0].address, "127.0.0.1");
 	assert_string_equal(conf->listeners[0].port, "2525");
 	assert_int_equal(conf->listeners[0].role, CONF_ROLE_MX);
+	assert_string_equal(conf->listeners[1].port, "2587");
+	assert_int_equal(conf->listeners[1].role, CONF_ROLE_SUBMISSION);
+	assert_string_equal(conf->listeners[2].port, "2465");
+	assert_int_equal(conf->listeners[2].role, CONF_ROLE_SUBMISSIONS);
 	assert_int_equal(conf->ndomains, 1);
 	assert_string_equal(conf->domains[0], "localhost");
 	assert_int_equal(conf->nusers, 1);
