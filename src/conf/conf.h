@@ -296,6 +296,10 @@ struct conf_targets {
 	size_t nusers;
 	const char **remotes;     /* addresses in other domains */
 	size_t nremotes;
+	/* alias targets in local domains that name no user or alias:
+	 * accounts, when the server has them */
+	const char **locals;
+	size_t nlocals;
 };
 int conf_resolve_targets(const struct tern_conf *conf, const char *address,
 			 struct conf_targets *t_r);

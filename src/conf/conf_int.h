@@ -129,6 +129,9 @@ struct conf_expansion {
 	bool remote;		/* reached an address outside local domains */
 	const char **remotes;	/* ... which ones (pointers into conf) */
 	size_t nremotes, capremotes;
+	const char **locals;	/* local-domain addresses naming no user
+				 * or alias (pointers into conf) */
+	size_t nlocals, caplocals;
 	bool too_deep;		/* nesting passed CONF_ALIAS_DEPTH_MAX */
 };
 

@@ -43,6 +43,7 @@ conf_expansion_clear(struct conf_expansion *x)
 {
 	free(x->users);
 	free(x->remotes);
+	free(x->locals);
 	free(x->visited);
 	*x = (struct conf_expansion){ 0 };
 }
@@ -72,6 +73,22 @@ add_remote(struct conf_expansion *x, const char *addr)
 					   sizeof(*x->remotes));
 	}
 	x->remotes[x->nremotes++] = addr;
+}
+
+/* an address of a local domain that names no user or alias here: an
+ * account, perhaps (the server knows its accounts, conf does not) */
+static void
+add_local(struct conf_expansion *x, const char *addr)
+{
+	for (size_t i = 0; i < x->nlocals; i++)
+		if (ascii_strcasecmp(x->locals[i], addr) == 0)
+			return;
+	if (x->nlocals == x->caplocals) {
+		x->caplocals = x->caplocals == 0 ? 4 : x->caplocals * 2;
+		x->locals = xreallocarray(x->locals, x->caplocals,
+					  sizeof(*x->locals));
+	}
+	x->locals[x->nlocals++] = addr;
 }
 
 static bool
@@ -117,7 +134,8 @@ expand(const struct tern_conf *conf, const char *name, size_t len,
 			expand(conf, t, strlen(t), depth + 1, x);
 		} else if (conf_is_local_domain(conf, at + 1)) {
 			/* UNSAFE: at points into t */
-			expand(conf, t, (size_t)(at - t), depth + 1, x);
+			if (!expand(conf, t, (size_t)(at - t), depth + 1, x))
+				add_local(x, t);
 		} else {
 			x->remote = true;
 			add_remote(x, t);
@@ -204,13 +222,16 @@ conf_resolve_targets(const struct tern_conf *conf, const char *address,
 	memset(t_r, 0, sizeof(*t_r));
 	conf_expansion_init(&x, conf);
 	if (resolve(conf, address, &x) == 1 &&
-	    (x.nusers > 0 || x.nremotes > 0)) {
+	    (x.nusers > 0 || x.nremotes > 0 || x.nlocals > 0)) {
 		t_r->users = x.users;
 		t_r->nusers = x.nusers;
 		t_r->remotes = x.remotes;
 		t_r->nremotes = x.nremotes;
+		t_r->locals = x.locals;
+		t_r->nlocals = x.nlocals;
 		x.users = NULL;
 		x.remotes = NULL;
+		x.locals = NULL;
 		r = 1;
 	}
 	conf_expansion_clear(&x);
@@ -222,5 +243,6 @@ conf_targets_clear(struct conf_targets *t)
 {
 	free(t->users);
 	free(t->remotes);
+	free(t->locals);
 	memset(t, 0, sizeof(*t));
 }

@@ -272,4 +272,12 @@ int deliver_srs_reverse(const char *secret, const char *address,
 			const char **error_r);
 /* ---------------------------------------------------- end of SRS --- */
 
+/*
+ * The Maildir of an account (a local recipient given as an address):
+ * <state_dir>/mail/<domain>/<local part>/Maildir; heap, or NULL when the
+ * address would not make a safe path (a '/' or a "." or ".." label).
+ */
+char *deliver_account_maildir(const struct tern_conf *conf,
+			      const char *address);
+
 #endif

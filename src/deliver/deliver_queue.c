@@ -59,6 +59,7 @@
 struct dq_res {
 	size_t idx;                /* recipient index */
 	const char *maildir;       /* resolved, or NULL (unknown user) */
+	char *maildir_owned;       /* an account's: heap, maildir points here */
 	enum deliver_status st;
 	char *diag;                /* heap, or NULL */
 	struct spool_rcpt rec;     /* new state (shallow: diag borrowed) */
@@ -108,6 +109,31 @@ deliver_unique(const struct spool_envelope *env, size_t idx)
 {
 	return xasprintf("%" PRId64 ".%s_%zu", env->received_at, env->id,
 			 idx);
+}
+
+/* a label of a path: no '/', not "." or "..", not empty, no NUL */
+static bool
+path_label_ok(const char *p, size_t n)
+{
+	if (n == 0 || (n == 1 && p[0] == '.') ||
+	    (n == 2 && p[0] == '.' && p[1] == '.'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '/' || p[i] == '\0')
+			return false;
+	return true;
+}
+
+char *
+deliver_account_maildir(const struct tern_conf *conf, const char *address)
+{
+	const char *at = address != NULL ? strrchr(address, '@') : NULL;
+
+	if (at == NULL || !path_label_ok(address, (size_t)(at - address)) ||
+	    !path_label_ok(at + 1, strlen(at + 1)))
+		return NULL;
+	return xasprintf("%s/mail/%s/%.*s/Maildir", conf->state_dir, at + 1,
+			 (int)(at - address), address);
 }
 
 const struct conf_user *
@@ -314,12 +340,20 @@ plan(struct dq_job *j, struct dq_one *o, struct maildir_item **v,
 				 &o->len) < 0)
 		o->open_err = errno != 0 ? errno : EIO;
 
-	/* the Maildir of every recipient, to find each one's first user */
+	/* the Maildir of every recipient, to find each one's first user;
+	 * a local recipient with '@' is an account */
 	const char **md = xcalloc(env->nrcpts, sizeof(*md));
+	char **own = xcalloc(env->nrcpts, sizeof(*own));
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
-		const struct conf_user *u = r->agent == SPOOL_AGENT_LOCAL ?
-			deliver_find_user(conf, r->dest) : NULL;
+		if (r->agent != SPOOL_AGENT_LOCAL)
+			continue;
+		if (r->dest != NULL && strchr(r->dest, '@') != NULL) {
+			own[i] = deliver_account_maildir(conf, r->dest);
+			md[i] = own[i];
+			continue;
+		}
+		const struct conf_user *u = deliver_find_user(conf, r->dest);
 		md[i] = u != NULL ? u->maildir : NULL;
 	}
 
@@ -372,6 +406,17 @@ plan(struct dq_job *j, struct dq_one *o, struct maildir_item **v,
 		res->item = (*nv)++;
 		res->has_item = true;
 	}
+	/* each account path goes with the first result that uses it */
+	for (size_t k = 0; k < o->n; k++) {
+		struct dq_res *res = &o->res[k];
+		if (own[res->idx] != NULL && res->maildir == own[res->idx]) {
+			res->maildir_owned = own[res->idx];
+			own[res->idx] = NULL;
+		}
+	}
+	for (size_t i = 0; i < env->nrcpts; i++)
+		free(own[i]);
+	free(own);
 	free(md);
 	o->m->fresh = false; /* a retry must look for this attempt's copies */
 }
@@ -808,6 +853,7 @@ one_release(struct dq_one *o)
 	for (size_t k = 0; k < o->n; k++) {
 		free(o->res[k].diag);
 		free(o->res[k].remote_mta);
+		free(o->res[k].maildir_owned);
 	}
 	free(o->res);
 	o->res = NULL;

@@ -123,6 +123,15 @@ absolutize(char **pathp, const char *cwd)
 
 
 static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	log_info("tern event=signal signal=HUP");
+	serve_reload(arg);
+}
+
+static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct tern_server *srv = arg;
@@ -136,7 +145,7 @@ cmd_serve(const char *config_path)
 {
 	struct tern_server srv;
 	struct tern_conf *conf;
-	struct event *ev_term, *ev_int;
+	struct event *ev_term, *ev_int, *ev_hup;
 	char cwd[PATH_MAX], host[256];
 	const char *error = NULL;
 	char *err = NULL;
@@ -151,6 +160,17 @@ cmd_serve(const char *config_path)
 		return 1;
 	}
 	absolutize(&conf->state_dir, cwd);
+	/* SIGHUP re-reads these: a relative path must not follow a chdir */
+	if (conf->tls_cert[0] != '\0')
+		absolutize(&conf->tls_cert, cwd);
+	if (conf->tls_key[0] != '\0')
+		absolutize(&conf->tls_key, cwd);
+	if (conf->accounts_file[0] != '\0')
+		absolutize(&conf->accounts_file, cwd);
+	for (size_t i = 0; i < conf->ntls_sni; i++) {
+		absolutize(&conf->tls_sni[i].cert, cwd);
+		absolutize(&conf->tls_sni[i].key, cwd);
+	}
 	for (size_t i = 0; i < conf->nusers; i++)
 		absolutize(&conf->users[i].maildir, cwd);
 	if (log_open(conf->log, (enum log_level)conf->log_level, &error) < 0) {
@@ -198,6 +218,8 @@ cmd_serve(const char *config_path)
 	srv.base = event_base_new();
 	if (srv.base == NULL)
 		log_fatal("tern event=start error=\"event_base_new failed\"");
+	/* the embedded defaults make a demo account to log in with */
+	srv.demo = config_path == NULL;
 	if (serve_start(&srv, &err) < 0) {
 		log_error("tern event=start error=\"%s\"", err);
 		free(err);
@@ -206,13 +228,16 @@ cmd_serve(const char *config_path)
 	}
 	ev_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
 	ev_int = evsignal_new(srv.base, SIGINT, on_signal, &srv);
+	ev_hup = evsignal_new(srv.base, SIGHUP, on_hup, &srv);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
 	log_info("tern event=ready domains=%zu users=%zu listeners=%zu",
 		 conf->ndomains, conf->nusers, conf->nlisteners);
 	event_base_dispatch(srv.base);
 	event_free(ev_term);
 	event_free(ev_int);
+	event_free(ev_hup);
 out:
 	serve_free(&srv);
 	event_base_free(srv.base);

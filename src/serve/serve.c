@@ -35,6 +35,8 @@ tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	deliverq_tick(srv->deliverq, (int64_t)time(NULL));
+	serve_clients_gc(srv->clients, (int64_t)time(NULL));
+	serve_accounts_tick(srv);
 	if (srv->stopping)
 		serve_maybe_exit(srv);
 }
@@ -51,7 +53,86 @@ static void
 listener_accept(void *arg, int fd, const struct sockaddr *peer,
 		const struct sockaddr *local)
 {
-	smtpd_accept(arg, fd, peer, local);
+	const struct serve_listener *sl = arg;
+
+	smtpd_accept(sl->srv, sl->role, fd, peer, local);
+}
+
+static const char *const role_names[] = {
+	[CONF_ROLE_MX] = "mx",
+	[CONF_ROLE_SUBMISSION] = "submission",
+	[CONF_ROLE_SUBMISSIONS] = "submissions",
+};
+
+/* <state_dir>/tls/{cert,key}.pem, made once when tls_cert is empty */
+#define SERVE_TLS_DIR "tls"
+
+int
+serve_tls_load(struct tern_server *srv, char **error_r)
+{
+	const struct tern_conf *conf = srv->conf;
+	char *cert = NULL, *key = NULL;
+	struct net_tls_ctx *ctx = NULL;
+	int r = -1;
+
+	if (conf->tls_cert[0] != '\0') {
+		cert = xstrdup(conf->tls_cert);
+		key = xstrdup(conf->tls_key[0] != '\0' ? conf->tls_key :
+			      conf->tls_cert);
+	} else {
+		char *dir = xasprintf("%s/%s", conf->state_dir, SERVE_TLS_DIR);
+		cert = xasprintf("%s/cert.pem", dir);
+		key = xasprintf("%s/key.pem", dir);
+		if (access(cert, F_OK) != 0 || access(key, F_OK) != 0) {
+			if (io_mkdir_p(dir, 0700) < 0) {
+				*error_r = xasprintf("cannot create %s: %s",
+						     dir, strerror(errno));
+				free(dir);
+				goto out;
+			}
+			if (net_tls_selfsigned_make(cert, key, srv->hostname,
+						    error_r) < 0) {
+				free(dir);
+				goto out;
+			}
+			log_info("tern event=tls_selfsigned cert=%s key=%s "
+				 "name=%s note=\"clients will not trust it; "
+				 "set tls_cert and tls_key\"", cert, key,
+				 srv->hostname);
+		}
+		free(dir);
+	}
+	if (net_tls_ctx_server_new(cert, key, &ctx, error_r) < 0)
+		goto out;
+	for (size_t i = 0; i < conf->ntls_sni; i++) {
+		const struct conf_tls_sni *sn = &conf->tls_sni[i];
+		if (net_tls_ctx_server_add_sni(ctx, sn->name, sn->cert,
+					       sn->key, error_r) < 0)
+			goto out;
+	}
+	net_tls_ctx_free(&srv->tls);
+	srv->tls = ctx;
+	ctx = NULL;
+	log_info("tern event=tls_loaded cert=%s sni=%zu", cert,
+		 conf->ntls_sni);
+	r = 0;
+out:
+	net_tls_ctx_free(&ctx);
+	free(cert);
+	free(key);
+	return r;
+}
+
+void
+serve_reload(struct tern_server *srv)
+{
+	char *error = NULL;
+
+	if (serve_tls_load(srv, &error) < 0) {
+		log_error("tern event=reload what=tls error=\"%s\" "
+			  "note=\"the old certificates stay\"", error);
+		free(error);
+	}
 }
 
 /* the SRS key file under state_dir: 64 hex digits */
@@ -134,6 +215,11 @@ serve_start(struct tern_server *srv, char **error_r)
 
 	if (srs_secret_load(srv->conf, error_r) < 0)
 		return -1;
+	if (serve_tls_load(srv, error_r) < 0)
+		return -1;
+	srv->clients = serve_clients_new();
+	if (serve_accounts_start(srv, error_r) < 0)
+		return -1;
 	srv->spool_wq = workq_new(1);
 	srv->deliver_wq = workq_new(conf->delivery_workers);
 	spool_dir = xasprintf("%s/spool", conf->state_dir);
@@ -178,15 +264,20 @@ serve_start(struct tern_server *srv, char **error_r)
 	deliverq_tick(srv->deliverq, (int64_t)time(NULL));
 
 	srv->listeners = xcalloc(conf->nlisteners, sizeof(*srv->listeners));
+	srv->listener_roles = xcalloc(conf->nlisteners,
+				      sizeof(*srv->listener_roles));
 	for (size_t i = 0; i < conf->nlisteners; i++) {
 		const struct conf_listener *cl = &conf->listeners[i];
+		srv->listener_roles[i].srv = srv;
+		srv->listener_roles[i].role = cl->role;
 		if (net_listen(srv->base, cl->address, cl->port,
-			       listener_accept, srv, &srv->listeners[i],
-			       error_r) < 0)
+			       listener_accept, &srv->listener_roles[i],
+			       &srv->listeners[i], error_r) < 0)
 			return -1;
 		srv->nlisteners++;
-		log_info("tern event=listen address=%s role=mx",
-			 net_listener_name(srv->listeners[i]));
+		log_info("tern event=listen address=%s role=%s",
+			 net_listener_name(srv->listeners[i]),
+			 role_names[cl->role]);
 	}
 	/* local submission (tern sendmail) and queue control: without
 	 * them the server would fail its users quietly, so it does not
@@ -254,6 +345,8 @@ serve_free(struct tern_server *srv)
 		workq_complete(srv->spool_wq);
 		workq_complete(srv->deliver_wq);
 	}
+	/* password checks in flight answer their sessions first */
+	serve_accounts_free(srv);
 	/* sessions cut off by the deadline: drop them (nothing they hold
 	 * was answered 250 yet) */
 	while (srv->sessions != NULL)
@@ -262,6 +355,10 @@ serve_free(struct tern_server *srv)
 		net_listener_free(&srv->listeners[i]);
 	free(srv->listeners);
 	srv->listeners = NULL;
+	free(srv->listener_roles);
+	srv->listener_roles = NULL;
+	serve_clients_free(&srv->clients);
+	net_tls_ctx_free(&srv->tls);
 	net_listener_free(&srv->sendmail_listener);
 	/* outbound connections go first: what they had not finished gets
 	 * no outcome and stays queued as it was */

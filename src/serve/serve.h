@@ -21,6 +21,22 @@ struct event_base;
 struct event;
 struct smtpd_session;
 struct serve_control;
+struct serve_clients;
+struct account_table;
+struct account;
+
+/* what tells that a file changed under us */
+struct serve_file_stamp {
+	bool exists;
+	uint64_t ino, size;
+	int64_t mtime_ns;
+};
+
+/* what a listener's accept callback gets */
+struct serve_listener {
+	struct tern_server *srv;
+	enum conf_role role;
+};
 
 struct tern_server {
 	struct tern_conf *conf;
@@ -35,6 +51,7 @@ struct tern_server {
 	struct relay *relay;           /* outbound SMTP */
 
 	struct net_listener **listeners;
+	struct serve_listener *listener_roles; /* beside listeners */
 	size_t nlisteners;
 	struct net_listener *sendmail_listener; /* SERVE_SENDMAIL_SOCKET */
 
@@ -47,6 +64,20 @@ struct tern_server {
 	struct event *stop_ev;          /* deadline for a graceful stop */
 
 	struct serve_control *control;  /* `tern queue` (serve_control.c) */
+
+	struct serve_clients *clients;  /* per-address limits */
+	/* STARTTLS and submissions: the server certificates, replaced as
+	 * a whole on SIGHUP (sessions keep the one they started with) */
+	struct net_tls_ctx *tls;
+
+	/* accounts (serve_auth.c) */
+	bool demo;                      /* embedded defaults: demo account */
+	struct account_table *accounts;
+	struct serve_file_stamp accounts_stamp;
+	bool accounts_reloading;
+	struct workq *auth_wq;          /* password checks, reloads */
+	char *auth_dummy_hash;          /* for unknown accounts' checks */
+	struct event *auth_wq_ev;
 };
 
 /*
@@ -65,9 +96,56 @@ void serve_maybe_exit(struct tern_server *srv);
 /* releases everything serve_start made (after the loop has exited) */
 void serve_free(struct tern_server *srv);
 
-/* smtpd: a new SMTP connection on a listener */
-void smtpd_accept(struct tern_server *srv, int fd,
+/* smtpd: a new SMTP connection on a listener of that role */
+void smtpd_accept(struct tern_server *srv, enum conf_role role, int fd,
 		  const struct sockaddr *peer, const struct sockaddr *local);
+
+/*
+ * The server's TLS certificates (tls_cert, tls_key, tls_sni) into
+ * srv->tls; without tls_cert a self-signed certificate for the host name
+ * is made once under <state_dir>/tls/. At start a failure stops the
+ * server; on SIGHUP it is logged and the old certificates stay.
+ */
+int serve_tls_load(struct tern_server *srv, char **error_r);
+/* SIGHUP: reloads what can change under a running server */
+void serve_reload(struct tern_server *srv);
+
+/*
+ * auth (serve_auth.c): the accounts file and password checks. start
+ * loads the file (and makes the demo account with the embedded
+ * defaults); tick reloads it on the auth worker when it changed; find
+ * looks an account up (valid until the next loop turn); check verifies a
+ * password off the loop and calls done(arg, ok) on the loop thread.
+ */
+char *serve_accounts_path(const struct tern_conf *conf);
+int serve_accounts_start(struct tern_server *srv, char **error_r);
+void serve_accounts_tick(struct tern_server *srv);
+void serve_accounts_free(struct tern_server *srv);
+const struct account *serve_account_find(const struct tern_server *srv,
+					 const char *address);
+typedef void serve_auth_done_fn(void *arg, bool ok);
+void serve_auth_check(struct tern_server *srv, const char *address,
+		      const char *password, serve_auth_done_fn *done,
+		      void *arg);
+
+/*
+ * clients (serve_clients.c): per-address counts (IPv6 per /64). admit
+ * counts a connection: 0, or -1 with *why_r (the key that refused it)
+ * when client_sessions_max or client_rate_max (0: none) refuse it;
+ * leave undoes an admitted session; auth_failed counts an AUTH failure
+ * and returns the failures in the last 15 minutes; gc forgets idle
+ * addresses. Addresses that are not IP (local sockets) always pass.
+ */
+struct serve_clients *serve_clients_new(void);
+void serve_clients_free(struct serve_clients **scp);
+int serve_clients_admit(struct serve_clients *sc, const struct sockaddr *peer,
+			int64_t now, unsigned sessions_max, unsigned rate_max,
+			const char **why_r);
+void serve_clients_leave(struct serve_clients *sc,
+			 const struct sockaddr *peer);
+unsigned serve_clients_auth_failed(struct serve_clients *sc,
+				   const struct sockaddr *peer, int64_t now);
+void serve_clients_gc(struct serve_clients *sc, int64_t now);
 /*
  * Local submission (`tern sendmail`): the socket under state_dir that
  * any local user may connect to. Its sessions are trusted (they may

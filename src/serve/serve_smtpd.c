@@ -12,6 +12,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
+#include "account/account.h"
+#include "sasl/sasl.h"
 #include "serve/serve.h"
 #include "smtp/smtp.h"
 
@@ -54,9 +59,46 @@ struct smtpd_session {
 	bool peer_eof;            /* the peer sent FIN: answer what is left */
 	bool shutdown_pending;    /* 421 as soon as the commit is answered */
 	unsigned messages;
+
+	enum conf_role role;      /* of the listener it came in on */
+	struct sockaddr_storage peer_sa;
+	bool counted;             /* holds a place in srv->clients */
+	bool tls;                 /* TLS is up (conn_tls_info tells more) */
+	bool tls_starting;        /* the handshake runs */
+	struct event *later;      /* frees the session after this turn */
+
+	/* deadlines (monotonic seconds): a whole command line must come
+	 * within timeout_command of the moment we were ready for it, a
+	 * whole DATA/BDAT transfer within timeout_data plus its size at
+	 * data_rate_min; single bytes never re-arm them */
+	uint64_t seen_cmds;
+	double cmd_start;
+	bool in_data;
+	double data_start;
+	uint64_t data_bytes;
+	bool waited;              /* a verdict or commit held the session */
+
+	/* AUTH (RFC 4954) */
+	struct sasl_server *sasl; /* the exchange under way */
+	enum sasl_mech sasl_mech;
+	char *auth_user;          /* the login name given, for the log */
+	char *account;            /* after AUTH: the account, normalised */
+	bool auth_busy;           /* a password check holds the session */
+	struct event *auth_delay; /* the failure reply waits for it */
+	unsigned auth_delay_code;
+	const char *auth_delay_enhanced, *auth_delay_text;
 };
 
 static void session_pump(struct smtpd_session *s);
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* replies queued for a peer that does not read: above this we stop
  * reading its commands until the queue has drained */
@@ -84,6 +126,16 @@ session_free(struct smtpd_session *s)
 	tx_clear(s);
 	smtp_engine_free(&s->engine);
 	conn_free(&s->conn);
+	if (s->later != NULL)
+		event_free(s->later);
+	if (s->auth_delay != NULL)
+		event_free(s->auth_delay);
+	sasl_server_free(&s->sasl);
+	free(s->auth_user);
+	free(s->account);
+	if (s->counted)
+		serve_clients_leave(srv->clients,
+				    (const struct sockaddr *)&s->peer_sa);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -166,11 +218,19 @@ write_received(struct smtpd_session *s, const char *helo, bool utf8,
 	sanitize_helo(helo, helo_clean, sizeof(helo_clean));
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	/* RFC 3848 and RFC 6531 §3.7.3 protocol types */
-	if (utf8)
-		proto = s->esmtp ? "UTF8SMTP" : "SMTP";
-	else
-		proto = s->esmtp ? "ESMTP" : "SMTP";
+	/* RFC 3848 and RFC 6531 §3.7.3 protocol types: S for TLS, A for
+	 * AUTH (only ESMTP has either) */
+	{
+		bool auth = smtp_engine_authenticated(s->engine);
+		if (!s->esmtp)
+			proto = "SMTP";
+		else if (utf8)
+			proto = s->tls ? (auth ? "UTF8SMTPSA" : "UTF8SMTPS") :
+					 (auth ? "UTF8SMTPA" : "UTF8SMTP");
+		else
+			proto = s->tls ? (auth ? "ESMTPSA" : "ESMTPS") :
+					 (auth ? "ESMTPA" : "ESMTP");
+	}
 	buf_init(&b, 0);
 	/* a local program has no host to name: its uid says who sent it */
 	if (s->is_local)
@@ -180,6 +240,14 @@ write_received(struct smtpd_session *s, const char *helo, bool utf8,
 			   s->ipv6 ? "IPv6:" : "", s->peer_ip);
 	buf_printf(&b, "\r\n\tby %s (tern) with %s id %s",
 		   s->srv->hostname, proto, spool_msg_id(s->msg));
+	{
+		const char *version, *cipher;
+		bool verified;
+		if (s->tls && conn_tls_info(s->conn, &version, &cipher,
+					    &verified))
+			buf_printf(&b, "\r\n\t(using %s with cipher %s)",
+				   version, cipher);
+	}
 	if (s->nrcpt_cmds == 1 && s->first_rcpt != NULL)
 		buf_printf(&b, "\r\n\tfor <%s>", s->first_rcpt);
 	buf_printf(&b, "; %s\r\n", date);
@@ -191,12 +259,85 @@ write_received(struct smtpd_session *s, const char *helo, bool utf8,
 /* ------------------------------------------------------------------ */
 /* events */
 
+/*
+ * The address without its extension: alice+tag@example.org ->
+ * alice@example.org, when recipient_delimiter holds '+' (the local part
+ * is cut at the first delimiter that is not its first character). NULL
+ * when there is none to cut. Heap.
+ */
+static char *
+strip_extension(const struct tern_conf *conf, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t n = at != NULL ? (size_t)(at - addr) : strlen(addr);
+
+	if (conf->recipient_delimiter[0] == '\0' || n == 0 || addr[0] == '"')
+		return NULL;
+	for (size_t i = 1; i < n; i++)
+		if (strchr(conf->recipient_delimiter, addr[i]) != NULL)
+			return xasprintf("%.*s%s", (int)i, addr,
+					 at != NULL ? at : "");
+	return NULL;
+}
+
+/* an alias of a local domain that reaches the account */
+static bool
+alias_reaches(const struct tern_conf *conf, const char *addr,
+	      const char *account)
+{
+	struct conf_targets t;
+	bool yes = false;
+
+	if (conf_resolve_targets(conf, addr, &t) != 1)
+		return false;
+	for (size_t i = 0; i < t.nlocals && !yes; i++)
+		yes = ascii_strcasecmp(t.locals[i], account) == 0;
+	conf_targets_clear(&t);
+	return yes;
+}
+
+/*
+ * May the authenticated account send as `sender`? Its own address with
+ * any extension, the null sender (bounces and notifications), aliases
+ * that reach it, and what send_as grants.
+ */
+static bool
+sender_owned(const struct tern_conf *conf, const char *account,
+	     const char *sender)
+{
+	char *base;
+	bool yes;
+
+	if (sender[0] == '\0')
+		return true;
+	base = strip_extension(conf, sender);
+	yes = ascii_strcasecmp(sender, account) == 0 ||
+	      (base != NULL && ascii_strcasecmp(base, account) == 0) ||
+	      alias_reaches(conf, sender, account) ||
+	      (base != NULL && alias_reaches(conf, base, account)) ||
+	      conf_send_as_allowed(conf, account, sender) ||
+	      (base != NULL && conf_send_as_allowed(conf, account, base));
+	free(base);
+	return yes;
+}
+
 static void
 on_mail(struct smtpd_session *s, const struct smtp_event *ev)
 {
 	struct spool_envelope *env;
 
 	tx_clear(s);
+	if (s->account != NULL &&
+	    !sender_owned(s->srv->conf, s->account, ev->address)) {
+		char e[300];
+		decide(s, SMTP_VERDICT_PERMFAIL, 553, "5.7.1",
+		       "Sender address not owned by the authenticated "
+		       "account");
+		log_info("smtp sess=%08x event=mail from=<%s> account=%s "
+			 "result=\"553 5.7.1 not owned\"", s->id,
+			 esc(e, sizeof(e), ev->address), s->account);
+		return;
+	}
 	env = xcalloc(1, sizeof(*env));
 	env->mail_from = xstrdup(ev->address);
 	env->helo = xstrdup(ev->helo_name != NULL ? ev->helo_name : "");
@@ -314,6 +455,69 @@ rcpt_accept(struct smtpd_session *s, const struct smtp_event *ev,
 }
 
 /*
+ * Adds the local deliveries of addr, a local-domain address: users and
+ * aliases of the configuration (which apply to every local domain), then
+ * accounts (one domain each); each tried with the address as given, then
+ * without its extension (alice+tag@). false when addr names nobody.
+ */
+static bool
+rcpt_local(struct smtpd_session *s, const struct smtp_event *ev,
+	   const char *addr)
+{
+	const struct tern_conf *conf = s->srv->conf;
+	char *base = strip_extension(conf, addr);
+	const char *tries[2] = { addr, base };
+	bool found = false;
+
+	for (int k = 0; k < 2 && !found; k++) {
+		struct conf_targets t;
+		const struct account *a;
+
+		if (tries[k] == NULL)
+			continue;
+		if (conf_resolve_targets(conf, tries[k], &t) == 1) {
+			for (size_t i = 0; i < t.nusers; i++) {
+				env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
+					     t.users[i]->name, 0);
+				found = true;
+			}
+			/* aliases forward to addresses elsewhere, with SRS */
+			for (size_t i = 0; i < t.nremotes; i++) {
+				env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY,
+					     t.remotes[i],
+					     SPOOL_RCPT_F_FORWARDED);
+				found = true;
+			}
+			/* and to accounts here */
+			for (size_t i = 0; i < t.nlocals; i++) {
+				a = serve_account_find(s->srv, t.locals[i]);
+				if (a == NULL) {
+					log_warn("smtp sess=%08x event=alias "
+						 "target=%s error=\"no such "
+						 "account\"", s->id,
+						 t.locals[i]);
+					continue;
+				}
+				env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
+					     a->address, 0);
+				found = true;
+			}
+			conf_targets_clear(&t);
+			if (found)
+				break;
+		}
+		a = serve_account_find(s->srv, tries[k]);
+		if (a != NULL) {
+			env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL, a->address,
+				     0);
+			found = true;
+		}
+	}
+	free(base);
+	return found;
+}
+
+/*
  * Who gets a recipient: local users and alias members of the local
  * domains (from anyone), a bounce to one of our SRS addresses (from
  * anyone: it goes back to the sender we rewrote), and any other domain
@@ -324,7 +528,6 @@ static void
 on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 {
 	const struct tern_conf *conf = s->srv->conf;
-	struct conf_targets t;
 	char *addr = normal_address(ev->address);
 	const char *at = strrchr(addr, '@');
 	char *orig = NULL;
@@ -335,15 +538,7 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 		       "No transaction");
 		goto out;
 	}
-	if (conf_resolve_targets(conf, addr, &t) == 1) {
-		for (size_t i = 0; i < t.nusers; i++)
-			env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
-				     t.users[i]->name, 0);
-		/* aliases forward to addresses elsewhere, with SRS */
-		for (size_t i = 0; i < t.nremotes; i++)
-			env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY,
-				     t.remotes[i], SPOOL_RCPT_F_FORWARDED);
-		conf_targets_clear(&t);
+	if (rcpt_local(s, ev, addr)) {
 		rcpt_accept(s, ev, "local");
 		goto out;
 	}
@@ -355,15 +550,8 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 		char *o = normal_address(orig);
 		const char *oat = strrchr(o, '@');
 		if (oat != NULL && conf_is_local_domain(conf, oat + 1) &&
-		    conf_resolve_targets(conf, o, &t) == 1) {
-			for (size_t i = 0; i < t.nusers; i++)
-				env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
-					     t.users[i]->name, 0);
-			for (size_t i = 0; i < t.nremotes; i++)
-				env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY,
-					     t.remotes[i],
-					     SPOOL_RCPT_F_FORWARDED);
-			conf_targets_clear(&t);
+		    rcpt_local(s, ev, o)) {
+			/* added there */
 		} else {
 			env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY, o, 0);
 		}
@@ -389,9 +577,9 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 				    "here");
 		goto out;
 	}
-	/* another domain: only trusted clients may relay (RFC 5321 §3.6.2,
-	 * RFC 3463 5.7.1) */
-	if (!s->trusted) {
+	/* another domain: only trusted and authenticated clients may relay
+	 * (RFC 5321 §3.6.2, RFC 3463 5.7.1) */
+	if (!s->trusted && s->account == NULL) {
 		rcpt_refuse(s, ev, 550, "5.7.1", "Relay access denied");
 		goto out;
 	}
@@ -649,6 +837,288 @@ on_expn(struct smtpd_session *s, const struct smtp_event *ev)
 	free(users);
 }
 
+/* ------------------------------------------------------------------ */
+/* TLS */
+
+static void
+session_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_free(arg);
+}
+
+/* frees the session after this loop turn (inside a callback of its
+ * connection it may not be freed) */
+static void
+session_free_later(struct smtpd_session *s)
+{
+	static const struct timeval now = { 0, 0 };
+
+	s->dead = true;
+	if (s->later == NULL)
+		s->later = evtimer_new(s->srv->base, session_free_cb, s);
+	event_add(s->later, &now);
+}
+
+static void
+tls_done(void *arg, bool ok, const char *error)
+{
+	struct smtpd_session *s = arg;
+	const char *version = "?", *cipher = "?";
+	bool verified;
+
+	s->tls_starting = false;
+	if (!ok) {
+		char e[300];
+		log_info("smtp sess=%08x event=tls_failed client=%s "
+			 "error=\"%s\"", s->id, s->peer,
+			 log_escape(e, sizeof(e), error, strlen(error)));
+		session_free_later(s);
+		return;
+	}
+	s->tls = true;
+	(void)conn_tls_info(s->conn, &version, &cipher, &verified);
+	log_info("smtp sess=%08x event=tls client=%s version=%s cipher=%s",
+		 s->id, s->peer, version, cipher);
+	if (s->role == CONF_ROLE_SUBMISSIONS && s->seen_cmds == 0 &&
+	    !s->waited) {
+		/* RFC 8314 §3.3: the greeting comes over TLS */
+		smtp_engine_greet(s->engine);
+		session_flush(s);
+	} else {
+		smtp_engine_tls_started(s->engine);
+	}
+	s->waited = true;   /* the command deadline starts now */
+	session_pump(s);
+}
+
+/* starts the handshake; false when the session was dropped */
+static bool
+tls_begin(struct smtpd_session *s)
+{
+	char *error = NULL;
+
+	conn_set_timeout(s->conn, s->srv->conf->timeout_command);
+	if (conn_start_tls(s->conn, s->srv->tls, true, NULL, tls_done, s,
+			   &error) < 0) {
+		log_info("smtp sess=%08x event=tls_failed client=%s "
+			 "error=\"%s\"", s->id, s->peer, error);
+		free(error);
+		s->closing = true;
+		return false;
+	}
+	s->tls_starting = true;
+	return true;
+}
+
+/*
+ * RFC 3207: 220, then the handshake. Whatever the client pipelined
+ * after STARTTLS is in the connection's buffer now and conn_start_tls
+ * drops it (§4.2, CVE-2011-0411); the engine has not read it either.
+ */
+static void
+on_starttls(struct smtpd_session *s)
+{
+	if (s->srv->tls == NULL) {
+		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+		       "TLS not available");
+		return;
+	}
+	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
+	session_flush(s);
+	(void)tls_begin(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* AUTH (RFC 4954): the engine runs the 334 exchange, sasl/ the
+ * mechanism, the accounts (serve_auth.c) say who is who */
+
+static int
+sasl_lookup(void *arg, const char *authcid, struct sasl_secrets *sec_r)
+{
+	struct smtpd_session *s = arg;
+	const struct account *a = serve_account_find(s->srv, authcid);
+
+	if (a == NULL)
+		return 0;
+	*sec_r = a->secrets;
+	return 1;
+}
+
+static void
+auth_delay_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	decide(s, SMTP_VERDICT_PERMFAIL, s->auth_delay_code,
+	       s->auth_delay_enhanced, s->auth_delay_text);
+	session_pump(s);
+}
+
+/*
+ * A failed attempt: logged with the client address in a line fail2ban
+ * can match (event=auth_failed client=ADDR), never with the password;
+ * the reply waits 2^(n-2) seconds for the n-th failure from the address
+ * in 15 minutes, up to auth_delay_max.
+ */
+static void
+auth_failure(struct smtpd_session *s, const char *reason, unsigned code,
+	     const char *enhanced, const char *text)
+{
+	const struct tern_conf *conf = s->srv->conf;
+	unsigned n = s->counted || s->peer_sa.ss_family != 0 ?
+		serve_clients_auth_failed(s->srv->clients,
+					  (const struct sockaddr *)&s->peer_sa,
+					  (int64_t)time(NULL)) : 1;
+	unsigned delay = 0;
+	char e[300];
+
+	log_warn("smtp sess=%08x event=auth_failed client=%s mech=%s "
+		 "user=\"%s\" reason=\"%s\" failures=%u", s->id, s->peer_ip,
+		 sasl_mech_name(s->sasl_mech),
+		 s->auth_user != NULL ?
+		 esc(e, sizeof(e), s->auth_user) : "",
+		 reason != NULL ? reason : "failed", n);
+	sasl_server_free(&s->sasl);
+	free(s->auth_user);
+	s->auth_user = NULL;
+	if (n >= 2 && conf->auth_delay_max > 0) {
+		delay = n - 2 >= 16 ? conf->auth_delay_max : 1u << (n - 2);
+		if (delay > conf->auth_delay_max)
+			delay = conf->auth_delay_max;
+	}
+	if (delay == 0) {
+		decide(s, SMTP_VERDICT_PERMFAIL, code, enhanced, text);
+		return;
+	}
+	struct timeval tv = { (time_t)delay, 0 };
+	s->auth_delay_code = code;
+	s->auth_delay_enhanced = enhanced;
+	s->auth_delay_text = text;
+	if (s->auth_delay == NULL)
+		s->auth_delay = evtimer_new(s->srv->base, auth_delay_fire, s);
+	event_add(s->auth_delay, &tv);
+}
+
+static void
+auth_success(struct smtpd_session *s, const char *authcid)
+{
+	free(s->account);
+	s->account = account_address_normalize(authcid);
+	log_info("smtp sess=%08x event=auth client=%s mech=%s account=%s",
+		 s->id, s->peer_ip, sasl_mech_name(s->sasl_mech), s->account);
+	sasl_server_free(&s->sasl);
+	free(s->auth_user);
+	s->auth_user = NULL;
+	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
+}
+
+/* the outcome of sasl_server_step() or _checked() */
+static void
+auth_status(struct smtpd_session *s, enum sasl_status st,
+	    const struct buf *challenge, const char *error);
+
+static void
+auth_checked(void *arg, bool ok)
+{
+	struct smtpd_session *s = arg;
+
+	s->auth_busy = false;
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	auth_status(s, sasl_server_checked(s->sasl, ok), NULL,
+		    ok ? NULL : "wrong password or no such account");
+	session_pump(s);
+}
+
+static void
+auth_status(struct smtpd_session *s, enum sasl_status st,
+	    const struct buf *challenge, const char *error)
+{
+	struct smtp_verdict v = { .kind = SMTP_VERDICT_OK };
+	const char *authzid, *authcid, *password;
+
+	switch (st) {
+	case SASL_CONTINUE:
+		v.auth_continue = true;
+		v.challenge = challenge->p;
+		v.challenge_len = challenge->len;
+		smtp_engine_decide(s->engine, &v);
+		return;
+	case SASL_CHECK_PASSWORD:
+		sasl_server_credentials(s->sasl, &authzid, &authcid,
+					&password);
+		free(s->auth_user);
+		s->auth_user = xstrdup(authcid);
+		/* nobody may act as somebody else (RFC 4616 §2 authzid) */
+		if (authzid[0] != '\0' &&
+		    ascii_strcasecmp(authzid, authcid) != 0) {
+			auth_failure(s, "authorization identity refused", 535,
+				     "5.7.8", "Authentication credentials "
+				     "invalid");
+			return;
+		}
+		s->auth_busy = true;
+		serve_auth_check(s->srv, authcid, password, auth_checked, s);
+		return;
+	case SASL_OK:
+		auth_success(s, sasl_server_authcid(s->sasl));
+		return;
+	case SASL_FAIL:
+		auth_failure(s, error, 535, "5.7.8",
+			     "Authentication credentials invalid");
+		return;
+	case SASL_BAD:
+		auth_failure(s, error, 501, "5.5.2",
+			     "Invalid authentication exchange");
+		return;
+	}
+}
+
+static void
+on_auth(struct smtpd_session *s, const struct smtp_event *ev)
+{
+	const char *error = NULL;
+	enum sasl_status st;
+	struct buf ch;
+
+	if (ev->auth_step == 0) {
+		uint8_t rnd[SASL_RANDOM_LEN];
+		enum sasl_mech m;
+
+		sasl_server_free(&s->sasl);
+		if (!sasl_mech_parse(ev->auth_mech, &m)) {
+			decide(s, SMTP_VERDICT_PERMFAIL, 504, "5.5.4",
+			       "Unrecognized authentication type");
+			return;
+		}
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+			       "Temporary authentication failure");
+			return;
+		}
+		s->sasl_mech = m;
+		s->sasl = sasl_server_new(m, s->srv->hostname, rnd,
+					  sasl_lookup, s);
+	}
+	if (s->sasl == NULL) {
+		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+		       "Temporary authentication failure");
+		return;
+	}
+	buf_init(&ch, 0);
+	st = sasl_server_step(s->sasl, ev->data, ev->data_len,
+			      ev->auth_step > 0 || ev->auth_has_data, &ch,
+			      &error);
+	auth_status(s, st, &ch, error);
+	buf_clear(&ch);
+}
+
 static void
 handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 {
@@ -700,15 +1170,14 @@ handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 				    strlen(ev->reply)));
 		break;
 	case SMTP_EV_STARTTLS:
-		/* not offered yet */
-		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
-		       "TLS not available");
+		on_starttls(s);
 		break;
 	case SMTP_EV_AUTH:
-		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
-		       "Authentication not available");
+		on_auth(s, ev);
 		break;
 	case SMTP_EV_AUTH_ABORT:
+		sasl_server_free(&s->sasl);
+		break;
 	case SMTP_EV_NONE:
 		break;
 	}
@@ -716,6 +1185,43 @@ handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 
 /* ------------------------------------------------------------------ */
 /* the connection */
+
+/*
+ * Seconds left before the current deadline, at least 1: the connection's
+ * timeout, re-armed by the loop after every read but always to what is
+ * left, so a client trickling bytes gains nothing.
+ */
+static unsigned
+session_deadline(struct smtpd_session *s)
+{
+	const struct tern_conf *conf = s->srv->conf;
+	double now = mono_now(), left;
+	uint64_t cmds = smtp_engine_commands(s->engine);
+
+	if (smtp_engine_phase(s->engine) == SMTP_PHASE_DATA) {
+		if (!s->in_data) {
+			s->in_data = true;
+			s->data_start = now;
+			s->data_bytes = 0;
+		}
+		left = s->data_start + conf->timeout_data - now;
+		if (conf->data_rate_min > 0)
+			left += (double)s->data_bytes / conf->data_rate_min;
+	} else {
+		if (s->in_data || s->waited || cmds != s->seen_cmds) {
+			s->cmd_start = now;
+			s->seen_cmds = cmds;
+		}
+		s->in_data = false;
+		left = s->cmd_start + conf->timeout_command - now;
+	}
+	s->waited = false;
+	if (left < 1)
+		return 1;
+	if (left > 86400.0)
+		return 86400;
+	return (unsigned)left + 1;
+}
 
 static void
 session_pump(struct smtpd_session *s)
@@ -730,7 +1236,7 @@ session_pump(struct smtpd_session *s)
 		bool any = false;
 
 		if (s->closing || s->committing || s->dead ||
-		    smtp_engine_waiting(s->engine))
+		    s->tls_starting || smtp_engine_waiting(s->engine))
 			break;
 		session_flush(s);
 		if (conn_output_len(s->conn) > SMTPD_OUTPUT_HIGH) {
@@ -742,11 +1248,17 @@ session_pump(struct smtpd_session *s)
 		p = conn_input_peek(s->conn, &len);
 		if (len == 0)
 			break;
+		bool data_phase =
+			smtp_engine_phase(s->engine) == SMTP_PHASE_DATA;
 		r = smtp_engine_feed(s->engine, p, len, &used);
 		conn_input_drain(s->conn, used);
+		if (data_phase)
+			s->data_bytes += used;
 		while (!s->committing && smtp_engine_next(s->engine, &ev)) {
 			any = true;
 			handle_event(s, &ev);
+			if (s->dead)
+				return;
 		}
 		if (r < 0)
 			closed = true;
@@ -768,17 +1280,16 @@ session_pump(struct smtpd_session *s)
 		conn_notify_drained(s->conn, true);
 		return;
 	}
-	if (s->committing)
+	if (s->committing || s->tls_starting || smtp_engine_waiting(s->engine)) {
+		s->waited = true;
 		return;
+	}
 	if (s->throttled) {
 		conn_read_enable(s->conn, false);
 		conn_notify_drained(s->conn, true);
 		return;
 	}
-	conn_set_timeout(s->conn,
-		smtp_engine_phase(s->engine) == SMTP_PHASE_DATA ?
-			s->srv->conf->timeout_data :
-			s->srv->conf->timeout_command);
+	conn_set_timeout(s->conn, session_deadline(s));
 	conn_read_enable(s->conn, true);
 }
 
@@ -809,11 +1320,24 @@ conn_on_timeout(void *arg)
 	}
 	if (s->committing)
 		return;
+	if (s->tls_starting) {
+		/* a handshake that stalls; conn_free drops the TLS state */
+		log_info("smtp sess=%08x event=timeout client=%s "
+			 "state=tls_handshake", s->id, s->peer);
+		session_free_later(s);
+		return;
+	}
 	if (s->closing) {
 		/* the peer has not taken its last replies for a whole timeout */
 		log_info("smtp sess=%08x event=timeout client=%s state=closing",
 			 s->id, s->peer);
 		session_free(s);
+		return;
+	}
+	if (smtp_engine_waiting(s->engine)) {
+		/* the wait is ours (a verdict not given yet), not the
+		 * client's */
+		conn_set_timeout(s->conn, s->srv->conf->timeout_command);
 		return;
 	}
 	log_info("smtp sess=%08x event=timeout client=%s", s->id, s->peer);
@@ -836,8 +1360,8 @@ conn_on_close(void *arg)
 		return;
 	}
 	s->dead = true;
-	if (s->committing)
-		return; /* commit_done frees it */
+	if (s->committing || s->auth_busy)
+		return; /* commit_done or auth_checked frees it */
 	session_free(s);
 }
 
@@ -875,9 +1399,26 @@ static const struct conn_handler smtpd_conn_handler = {
 };
 
 /* local: on the sendmail socket (peer and local are AF_UNIX) */
+/* refuses a connection before any session exists */
 static void
-session_start(struct tern_server *srv, int fd, const struct sockaddr *peer,
-	      const struct sockaddr *local, bool is_local)
+refuse_connection(struct tern_server *srv, int fd, const char *peer_text,
+		  const char *why, const char *text)
+{
+	char line[300];
+	int n = snprintf(line, sizeof(line), "421 4.7.0 %s %s\r\n",
+			 srv->hostname, text);
+
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+	log_warn("smtp event=refused client=%s reason=%s", peer_text, why);
+}
+
+/* local: on the sendmail socket (peer and local are AF_UNIX) */
+static void
+session_start(struct tern_server *srv, enum conf_role role, int fd,
+	      const struct sockaddr *peer, const struct sockaddr *local,
+	      bool is_local)
 {
 	const struct tern_conf *conf = srv->conf;
 	struct smtpd_session *s;
@@ -888,9 +1429,11 @@ session_start(struct tern_server *srv, int fd, const struct sockaddr *peer,
 		.errors_max = conf->errors_max,
 		.vrfy_enabled = conf->vrfy,
 		.expn_enabled = conf->expn,
+		.junk_max = conf->junk_max,
+		.auth_failures_max = conf->auth_failures_max,
 	};
 	char peer_text[NET_ADDR_TEXT_MAX], uid[16] = "unknown";
-	bool full;
+	bool full, trusted = false, counted = false;
 
 	if (is_local) {
 		struct ucred cred;
@@ -905,21 +1448,42 @@ session_start(struct tern_server *srv, int fd, const struct sockaddr *peer,
 		       conf->sessions_max;
 	}
 	if (srv->stopping || full) {
-		char line[300];
-		int n = snprintf(line, sizeof(line),
-				 "421 4.7.0 %s Too many connections, try again later\r\n",
-				 srv->hostname);
-		if (n > 0 && (size_t)n < sizeof(line))
-			(void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		close(fd);
-		log_warn("smtp event=refused client=%s reason=%s", peer_text,
-			 srv->stopping ? "stopping" : is_local ?
-			 "local_sessions_max" : "sessions_max");
+		refuse_connection(srv, fd, peer_text,
+				  srv->stopping ? "stopping" : is_local ?
+				  "local_sessions_max" : "sessions_max",
+				  "Too many connections, try again later");
 		return;
+	}
+	if (!is_local && peer->sa_family == AF_INET)
+		trusted = conf_relay_allowed(conf, 4, (const uint8_t *)
+			&((const struct sockaddr_in *)peer)->sin_addr);
+	else if (!is_local && peer->sa_family == AF_INET6)
+		trusted = conf_relay_allowed(conf, 6, (const uint8_t *)
+			&((const struct sockaddr_in6 *)peer)->sin6_addr);
+	/* one address may not take the whole server; relay_from clients
+	 * (our own applications) are not limited */
+	if (!is_local && !trusted) {
+		const char *why = NULL;
+		if (serve_clients_admit(srv->clients, peer, (int64_t)time(NULL),
+					conf->client_sessions_max,
+					conf->client_rate_max, &why) < 0) {
+			refuse_connection(srv, fd, peer_text, why,
+					  "Too many connections from your "
+					  "address, try again later");
+			return;
+		}
+		counted = true;
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->id = srv->next_session_id++;
+	s->role = is_local ? CONF_ROLE_MX : role;
+	s->counted = counted;
+	if (!is_local) {
+		size_t salen = peer->sa_family == AF_INET6 ?
+			sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+		memcpy(&s->peer_sa, peer, salen);
+	}
 	memcpy(s->peer, peer_text, sizeof(s->peer));
 	net_addr_ip(peer, s->peer_ip, sizeof(s->peer_ip));
 	s->ipv6 = peer->sa_family == AF_INET6;
@@ -930,16 +1494,23 @@ session_start(struct tern_server *srv, int fd, const struct sockaddr *peer,
 		memcpy(s->uid, uid, sizeof(s->uid));
 		snprintf(s->peer_ip, sizeof(s->peer_ip), "local");
 		srv->nlocal_sessions++;
-	} else if (peer->sa_family == AF_INET)
-		s->trusted = conf_relay_allowed(conf, 4, (const uint8_t *)
-			&((const struct sockaddr_in *)peer)->sin_addr);
-	else if (peer->sa_family == AF_INET6)
-		s->trusted = conf_relay_allowed(conf, 6, (const uint8_t *)
-			&((const struct sockaddr_in6 *)peer)->sin6_addr);
+	} else {
+		s->trusted = trusted;
+	}
 	if (is_local)
 		snprintf(s->local, sizeof(s->local), "%s", SERVE_SENDMAIL_SOCKET);
 	else if (local->sa_family != AF_UNSPEC)
 		net_addr_text(local, s->local, sizeof(s->local));
+	/* the role: what the listener offers (RFC 3207, RFC 4954, RFC 8314) */
+	if (!is_local) {
+		params.starttls = srv->tls != NULL &&
+				  role != CONF_ROLE_SUBMISSIONS;
+		params.tls = role == CONF_ROLE_SUBMISSIONS;
+		if (role != CONF_ROLE_MX) {
+			params.auth_mechs = conf->auth_mechanisms;
+			params.auth_required = true;
+		}
+	}
 	s->engine = smtp_engine_new(&params);
 	s->conn = conn_new(srv->base, fd, &smtpd_conn_handler, s);
 	s->next = srv->sessions;
@@ -949,23 +1520,33 @@ session_start(struct tern_server *srv, int fd, const struct sockaddr *peer,
 	srv->nsessions++;
 	log_info("smtp sess=%08x event=connect client=%s listener=%s", s->id,
 		 s->peer, s->local);
+	s->cmd_start = mono_now();
+	if (s->role == CONF_ROLE_SUBMISSIONS) {
+		/* RFC 8314 §3.3: TLS from the first byte; the greeting
+		 * follows the handshake (tls_done) */
+		if (srv->tls == NULL || !tls_begin(s)) {
+			s->dead = true;
+			session_free(s);
+		}
+		return;
+	}
 	smtp_engine_greet(s->engine);
 	session_flush(s);
 	conn_set_timeout(s->conn, conf->timeout_command);
 }
 
 void
-smtpd_accept(struct tern_server *srv, int fd, const struct sockaddr *peer,
-	     const struct sockaddr *local)
+smtpd_accept(struct tern_server *srv, enum conf_role role, int fd,
+	     const struct sockaddr *peer, const struct sockaddr *local)
 {
-	session_start(srv, fd, peer, local, false);
+	session_start(srv, role, fd, peer, local, false);
 }
 
 static void
 local_accept(void *arg, int fd, const struct sockaddr *peer,
 	     const struct sockaddr *local)
 {
-	session_start(arg, fd, peer, local, true);
+	session_start(arg, CONF_ROLE_MX, fd, peer, local, true);
 }
 
 int
