@@ -27,6 +27,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,6 +145,50 @@ read_original(struct deliverq *q, const struct spool_envelope *env,
 	return 0;
 }
 
+/*
+ * A local sender that names no user or alias of the configuration may be
+ * an account: its address (without extension, ASCII lower-cased) when
+ * the account's Maildir exists. The accounts table belongs to the
+ * server; its Maildirs are what this thread can see.
+ */
+static char *
+account_of(const struct tern_conf *conf, const char *to)
+{
+	const char *at = strrchr(to, '@');
+	size_t n = at != NULL ? (size_t)(at - to) : 0;
+	char *addr, *path;
+	struct stat st;
+
+	if (at == NULL || n == 0)
+		return NULL;
+	for (size_t i = 1; i < n; i++)
+		if (strchr(conf->recipient_delimiter, to[i]) != NULL) {
+			n = i;
+			break;
+		}
+	addr = xasprintf("%.*s%s", (int)n, to, at);
+	for (char *p = addr; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	path = deliver_account_maildir(conf, addr);
+	if (path == NULL || stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		free(addr);
+		addr = NULL;
+	}
+	free(path);
+	return addr;
+}
+
+static bool
+names_someone(const struct tern_conf *conf, const char *to)
+{
+	struct conf_targets t;
+	int r = conf_resolve_targets(conf, to, &t);
+
+	conf_targets_clear(&t);
+	return r == 1;
+}
+
 /* whom a report goes to: the sender, through aliases for a local one */
 static void
 report_rcpts(const struct tern_conf *conf, const char *to,
@@ -151,13 +196,37 @@ report_rcpts(const struct tern_conf *conf, const char *to,
 {
 	struct conf_targets t;
 	const char *at = strrchr(to, '@');
+	char *account = NULL;
 
+	if (at != NULL && conf_is_local_domain(conf, at + 1) &&
+	    !names_someone(conf, to) &&
+	    (account = account_of(conf, to)) != NULL) {
+		rep->rcpts = xcalloc(1, sizeof(*rep->rcpts));
+		rep->rcpts[0].address = xstrdup(to);
+		rep->rcpts[0].agent = SPOOL_AGENT_LOCAL;
+		rep->rcpts[0].dest = account;
+		rep->rcpts[0].notify = SMTP_NOTIFY_NEVER;
+		rep->nrcpts = 1;
+		return;
+	}
 	if (at == NULL || conf_is_local_domain(conf, at + 1) ||
 	    ascii_strcasecmp(to, "postmaster") == 0) {
 		if (conf_resolve_targets(conf, to, &t) == 1 ||
 		    conf_resolve_targets(conf, "postmaster", &t) == 1) {
-			rep->rcpts = xcalloc(t.nusers + t.nremotes + 1,
+			rep->rcpts = xcalloc(t.nusers + t.nremotes +
+					     t.nlocals + 1,
 					     sizeof(*rep->rcpts));
+			for (size_t i = 0; i < t.nlocals; i++) {
+				char *acct = account_of(conf, t.locals[i]);
+				struct spool_rcpt *r;
+				if (acct == NULL)
+					continue;
+				r = &rep->rcpts[rep->nrcpts++];
+				r->address = xstrdup(to);
+				r->agent = SPOOL_AGENT_LOCAL;
+				r->dest = acct;
+				r->notify = SMTP_NOTIFY_NEVER;
+			}
 			for (size_t i = 0; i < t.nusers; i++) {
 				struct spool_rcpt *r =
 					&rep->rcpts[rep->nrcpts++];
