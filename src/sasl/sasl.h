@@ -81,7 +81,13 @@ int sasl_secrets_derive(const char *password, const uint8_t *salt,
  * The lookup the challenge-response mechanisms make, synchronously,
  * inside sasl_server_step(): authcid is the login name as the client
  * gave it (SCRAM: with "=2C" and "=3D" already decoded). Returns 1 and
- * fills *sec_r when the account exists, 0 when it does not.
+ * fills *sec_r when the account exists, 0 when it does not. *sec_r is
+ * zeroed before the call. SCRAM answers an account without usable SCRAM
+ * secrets (0, or has_scram false) with a normal-looking server-first and
+ * fails at the proof: it then uses scram_salt/scram_salt_len (and
+ * scram_iter) if the lookup filled them anyway, for example with a salt
+ * derived from a server secret and the name; else a salt made from the
+ * hostname and the name, stable but computable by anyone.
  */
 typedef int sasl_lookup_fn(void *arg, const char *authcid,
 			   struct sasl_secrets *sec_r);
@@ -117,7 +123,11 @@ void sasl_server_free(struct sasl_server **sp);
  * On SASL_CONTINUE, challenge holds the next server message (raw octets;
  * the engine base64-encodes it). SASL_FAIL and SASL_BAD set *error_r to
  * a short reason for the log (never a secret, never the client's data).
- * After SASL_OK, SASL_FAIL or SASL_BAD the exchange is over.
+ * After SASL_OK, SASL_FAIL or SASL_BAD the exchange is over: further
+ * steps return SASL_BAD and change nothing. A message longer than 12,288
+ * octets (RFC 4954 §4's line bound) is SASL_BAD. challenge is reset
+ * first; no challenge is longer than 2,048 octets (a smaller max makes
+ * the step SASL_BAD).
  *
  * SCRAM ends with the server-final message sent as a challenge
  * (SASL_CONTINUE with "v=..."), and SASL_OK on the client's empty reply
@@ -130,19 +140,23 @@ enum sasl_status sasl_server_step(struct sasl_server *s, const uint8_t *in,
 
 /*
  * After SASL_CHECK_PASSWORD: the identities and the password (valid
- * until the next step or free; free wipes the password). authzid is ""
- * when the client asked for none.
+ * until the next step, sasl_server_checked() or free, which wipe the
+ * password). authzid is "" when the client asked for none.
  */
 void sasl_server_credentials(const struct sasl_server *s,
 			     const char **authzid_r, const char **authcid_r,
 			     const char **password_r);
 /*
  * The caller's verdict on the credentials: ok true -> SASL_OK (the
- * exchange is over and authenticated), false -> SASL_FAIL.
+ * exchange is over and authenticated), false -> SASL_FAIL. Anywhere but
+ * right after SASL_CHECK_PASSWORD it changes nothing and returns
+ * SASL_BAD.
  */
 enum sasl_status sasl_server_checked(struct sasl_server *s, bool ok);
 
-/* after SASL_OK: who logged in, and as whom they asked to act ("") */
+/* after SASL_OK: who logged in, and as whom they asked to act ("");
+ * before that, or after SASL_FAIL, the names as far as the client gave
+ * them ("" when not yet known), for the log. Valid until free. */
 const char *sasl_server_authcid(const struct sasl_server *s);
 const char *sasl_server_authzid(const struct sasl_server *s);
 
