@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "account/account.h"
@@ -939,11 +941,24 @@ sasl_lookup(void *arg, const char *authcid, struct sasl_secrets *sec_r)
 {
 	struct smtpd_session *s = arg;
 	const struct account *a = serve_account_find(s->srv, authcid);
+	const char *secret = s->srv->conf->srs_secret;
+	unsigned len = 0;
+	uint8_t mac[EVP_MAX_MD_SIZE];
 
-	if (a == NULL)
-		return 0;
-	*sec_r = a->secrets;
-	return 1;
+	if (a != NULL) {
+		*sec_r = a->secrets;
+		return 1;
+	}
+	/* SCRAM answers an unknown name with a salt as stable as a real
+	 * one, keyed by a server secret, so the salt gives nothing away */
+	if (HMAC(EVP_sha256(), secret, (int)strlen(secret),
+		 (const unsigned char *)authcid, strlen(authcid), mac,
+		 &len) != NULL && len >= 16) {
+		memcpy(sec_r->scram_salt, mac, 16);
+		sec_r->scram_salt_len = 16;
+		sec_r->scram_iter = SASL_SCRAM_ITER_DEFAULT;
+	}
+	return 0;
 }
 
 static void
