@@ -7,7 +7,7 @@
 CC       ?= cc
 CLANG    ?= clang
 PYTHON   ?= /usr/bin/python3
-PKGS      = libevent libevent_pthreads libcares libcrypto libssl
+PKGS      = libevent libevent_pthreads libcares libcrypto libssl libcrypt
 WARN      = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wpointer-arith -Wcast-qual -Wvla
 CPPFLAGS  = -Isrc -D_GNU_SOURCE

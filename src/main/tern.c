@@ -19,6 +19,7 @@
 #include "main/tern_queue.h"
 #include "main/tern_route.h"
 #include "main/tern_sendmail.h"
+#include "main/tern_user.h"
 #include "serve/serve.h"
 
 #define TERN_VERSION "0.1.0"
@@ -33,6 +34,7 @@ usage(FILE *f)
 		"       tern route DOMAIN [--dns HOST:PORT] [--no-mx]  show the delivery route\n"
 		"       tern sendmail [-t] [-i] [-f FROM] [RCPT...]  send a message (stdin)\n"
 		"       tern queue list|show|flush|hold|release|delete ...  the mail queue\n"
+		"       tern user add|passwd|del|list ...  the accounts that may log in\n"
 		"       tern version\n"
 		"Without --config, tern runs its embedded defaults: it listens on\n"
 		"127.0.0.1:2525 and accepts mail for demo@localhost.\n");
@@ -303,6 +305,8 @@ main(int argc, char **argv)
 		return tern_route_main(argc, argv, load_conf);
 	if (strcmp(argv[1], "queue") == 0)
 		return tern_queue_main(argc, argv, load_conf);
+	if (strcmp(argv[1], "user") == 0)
+		return tern_user_main(argc, argv, load_conf);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("tern %s\n", TERN_VERSION);
 		return 0;
