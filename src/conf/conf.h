@@ -111,6 +111,9 @@ enum conf_log_level {
 #define CONF_RELAY_TIMEOUT_DATA_DEFAULT     120	/* §4.5.3.2.4 */
 #define CONF_RELAY_TIMEOUT_BLOCK_DEFAULT    180	/* §4.5.3.2.5 */
 #define CONF_RELAY_TIMEOUT_DOT_DEFAULT      600	/* §4.5.3.2.6 */
+/* outbound TLS: opportunistic by default (RFC 7435) */
+#define CONF_RELAY_TLS_DEFAULT		"may"
+#define CONF_SMARTHOST_TLS_DEFAULT	"may"
 #define CONF_SRS_MAX_AGE_DEFAULT	21	/* days */
 #define CONF_DSN_RETURN_MAX_DEFAULT	(1ULL << 20)
 /* submission: TLS, accounts, AUTH and the limits on clients */
@@ -132,11 +135,27 @@ struct conf_cidr {
 	unsigned prefix;
 };
 
+/*
+ * TLS policy of outgoing SMTP (relay_tls, smarthost_tls, a route's
+ * tls=): none never sends STARTTLS; may uses it when offered and does
+ * not check the certificate (RFC 7435); encrypt requires TLS with any
+ * certificate; verify requires TLS and a certificate that chains to a
+ * trusted CA and names the host.
+ */
+enum conf_tls_policy {
+	CONF_TLS_DEFAULT = 0,     /* a route without tls=: relay_tls */
+	CONF_TLS_NONE,
+	CONF_TLS_MAY,
+	CONF_TLS_ENCRYPT,
+	CONF_TLS_VERIFY,
+};
+
 /* where mail for a domain goes instead of its MX hosts */
 struct conf_relay_host {
 	char *host;               /* host name or address literal */
 	unsigned port;            /* 0: relay_port */
 	bool mx;                  /* false: [host], no MX lookup */
+	enum conf_tls_policy tls; /* route's tls=, else CONF_TLS_DEFAULT */
 };
 
 struct conf_route {
@@ -215,6 +234,13 @@ struct tern_conf {
 	unsigned relay_timeout_data;
 	unsigned relay_timeout_block;
 	unsigned relay_timeout_dot;
+	char *relay_tls;          /* relay_tls: policy for MX hosts */
+	char *relay_tls_ca_file;  /* relay_tls_ca_file: "" the system's */
+	char *smarthost_tls;      /* smarthost_tls: policy for smarthost */
+	char *smarthost_user;     /* smarthost_user: "" no AUTH */
+	char *smarthost_password_file; /* smarthost_password_file: its
+				   * first line is the password; read by
+				   * the relay agent, never kept here */
 	char *srs_secret;         /* srs_secret: "" for a generated one */
 	char *srs_domain;         /* srs_domain: "" for hostname */
 	unsigned srs_max_age;     /* srs_max_age: days */
@@ -323,6 +349,20 @@ void conf_relay_host_clear(struct conf_relay_host *h);
 /* the route or smarthost for a domain (lower-case), or NULL: MX */
 const struct conf_relay_host *conf_route_for(const struct tern_conf *conf,
 					     const char *domain);
+/* true when via (from conf_route_for) is the smarthost, not a route */
+bool conf_via_smarthost(const struct tern_conf *conf,
+			const struct conf_relay_host *via);
+/*
+ * The TLS policy of mail that goes via (from conf_route_for; NULL: the
+ * MX hosts): a route's tls=, else smarthost_tls for the smarthost, else
+ * relay_tls. Never CONF_TLS_DEFAULT.
+ */
+enum conf_tls_policy conf_relay_tls(const struct tern_conf *conf,
+				    const struct conf_relay_host *via);
+/* "none", "may", "encrypt", "verify" (CONF_TLS_DEFAULT: "default") */
+const char *conf_tls_policy_name(enum conf_tls_policy p);
+/* the policy a name gives (case-insensitive); 0, or -1 for no policy */
+int conf_tls_policy_parse(const char *name, enum conf_tls_policy *p_r);
 
 /* true when the domain part (no '@') is one of the local domains */
 bool conf_is_local_domain(const struct tern_conf *conf, const char *domain);

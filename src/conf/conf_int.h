@@ -62,6 +62,10 @@ int conf_route_add(struct tern_conf *conf, char *value, unsigned line,
 void conf_route_dump(const struct tern_conf *conf, struct buf *out);
 size_t conf_route_count(const struct tern_conf *conf);
 int conf_check_relay_host(char *value, char **msg_r);
+/* relay_tls, smarthost_tls: none, may, encrypt or verify (lower-cased) */
+int conf_check_tls_policy(char *value, char **msg_r);
+/* relay_tls_ca_file, smarthost_password_file: empty or an absolute path */
+int conf_check_abs_path_or_empty(char *value, char **msg_r);
 int conf_check_domain_or_empty(char *value, char **msg_r);
 
 /* submission keys (conf_submit.c) */

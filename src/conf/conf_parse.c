@@ -299,6 +299,11 @@ conf_free(struct tern_conf **confp)
 		conf_relay_host_clear(&conf->routes[i].via);
 	}
 	free(conf->routes);
+	free(conf->relay_tls);
+	free(conf->relay_tls_ca_file);
+	free(conf->smarthost_tls);
+	free(conf->smarthost_user);
+	free(conf->smarthost_password_file);
 	free(conf->srs_secret);
 	free(conf->srs_domain);
 	free(conf->tls_cert);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * conf relay: the keys that say who may relay (relay_from networks) and
- * where relayed mail goes (smarthost, per-domain routes). Pure: parsing
- * and matching of text and octets, no I/O.
+ * conf relay: the keys that say who may relay (relay_from networks),
+ * where relayed mail goes (smarthost, per-domain routes) and how it is
+ * protected on the way (TLS policies, the smarthost's login). Pure:
+ * parsing and matching of text and octets, no I/O (the password file is
+ * read by the relay agent).
  */
 #include <arpa/inet.h>
 #include <string.h>
@@ -235,22 +237,155 @@ conf_check_domain_or_empty(char *value, char **msg_r)
 	return 0;
 }
 
+/* ---- TLS policies ------------------------------------------------------- */
+
+static const char *const tls_names[] = {
+	[CONF_TLS_DEFAULT] = "default",
+	[CONF_TLS_NONE] = "none",
+	[CONF_TLS_MAY] = "may",
+	[CONF_TLS_ENCRYPT] = "encrypt",
+	[CONF_TLS_VERIFY] = "verify",
+};
+
+const char *
+conf_tls_policy_name(enum conf_tls_policy p)
+{
+	if ((size_t)p >= sizeof(tls_names) / sizeof(tls_names[0]))
+		return "?";
+	return tls_names[p];
+}
+
+int
+conf_tls_policy_parse(const char *name, enum conf_tls_policy *p_r)
+{
+	for (size_t i = CONF_TLS_NONE;
+	     i < sizeof(tls_names) / sizeof(tls_names[0]); i++) {
+		if (ascii_strcasecmp(name, tls_names[i]) == 0) {
+			*p_r = (enum conf_tls_policy)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+conf_check_tls_policy(char *value, char **msg_r)
+{
+	enum conf_tls_policy p;
+
+	if (conf_tls_policy_parse(value, &p) < 0) {
+		*msg_r = xasprintf("%s is not none, may, encrypt or verify",
+				   conf_q(value).s);
+		return -1;
+	}
+	conf_lower(value);
+	return 0;
+}
+
+int
+conf_check_abs_path_or_empty(char *value, char **msg_r)
+{
+	if (value[0] != '\0' && value[0] != '/') {
+		*msg_r = xasprintf("%s is not an absolute path",
+				   conf_q(value).s);
+		return -1;
+	}
+	return 0;
+}
+
+bool
+conf_via_smarthost(const struct tern_conf *conf,
+		   const struct conf_relay_host *via)
+{
+	return via != NULL && via == &conf->smarthost_via;
+}
+
+/* the policy of a checked key: its value, or the default if unset */
+static enum conf_tls_policy
+key_policy(const char *value, const char *def)
+{
+	enum conf_tls_policy p;
+
+	if (value != NULL && conf_tls_policy_parse(value, &p) == 0)
+		return p;
+	if (conf_tls_policy_parse(def, &p) == 0)
+		return p;
+	return CONF_TLS_MAY;
+}
+
+enum conf_tls_policy
+conf_relay_tls(const struct tern_conf *conf, const struct conf_relay_host *via)
+{
+	if (via != NULL && via->tls != CONF_TLS_DEFAULT)
+		return via->tls;
+	if (conf_via_smarthost(conf, via))
+		return key_policy(conf->smarthost_tls,
+				  CONF_SMARTHOST_TLS_DEFAULT);
+	return key_policy(conf->relay_tls, CONF_RELAY_TLS_DEFAULT);
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+/* the options after a route's host: "tls=verify" */
+static int
+route_options(char *p, struct conf_relay_host *via, char **msg_r)
+{
+	while (*p != '\0') {
+		char *opt;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		opt = p;
+		while (*p != '\0' && *p != ' ' && *p != '\t')
+			p++;
+		if (*p != '\0')
+			*p++ = '\0';
+		if (ascii_strncasecmp(opt, "tls=", 4) == 0) {
+			if (via->tls != CONF_TLS_DEFAULT) {
+				*msg_r = xasprintf("tls= given twice");
+				return -1;
+			}
+			if (conf_tls_policy_parse(opt + 4, &via->tls) < 0) {
+				*msg_r = xasprintf("%s is not none, may, "
+						   "encrypt or verify",
+						   conf_q(opt + 4).s);
+				return -1;
+			}
+			continue;
+		}
+		*msg_r = xasprintf("unknown route option %s (expected: "
+				   "tls=none|may|encrypt|verify)",
+				   conf_q(opt).s);
+		return -1;
+	}
+	return 0;
+}
+
 int
 conf_route_add(struct tern_conf *conf, char *value, unsigned line,
 	       char **msg_r)
 {
 	struct conf_route r = { .line = line };
-	char *sp = value;
+	char *sp = value, *opts;
 
 	while (*sp != '\0' && *sp != ' ' && *sp != '\t')
 		sp++;
 	if (*sp == '\0') {
-		*msg_r = xasprintf("expected: domain host[:port]");
+		*msg_r = xasprintf("expected: domain host[:port] "
+				   "[tls=policy]");
 		return -1;
 	}
 	*sp++ = '\0';
 	while (*sp == ' ' || *sp == '\t')
 		sp++;
+	/* the host ends at a blank; options may follow */
+	opts = sp;
+	while (*opts != '\0' && *opts != ' ' && *opts != '\t')
+		opts++;
+	if (*opts != '\0')
+		*opts++ = '\0';
 	if (!conf_is_domain(value)) {
 		*msg_r = xasprintf("%s is not a domain name", conf_q(value).s);
 		return -1;
@@ -265,6 +400,10 @@ conf_route_add(struct tern_conf *conf, char *value, unsigned line,
 	}
 	if (conf_relay_host_parse(sp, &r.via, msg_r) < 0)
 		return -1;
+	if (route_options(opts, &r.via, msg_r) < 0) {
+		conf_relay_host_clear(&r.via);
+		return -1;
+	}
 	r.domain = xstrdup(value);
 	conf->routes = xreallocarray(conf->routes, conf->nroutes + 1,
 				     sizeof(*conf->routes));
@@ -289,8 +428,13 @@ void
 conf_route_dump(const struct tern_conf *conf, struct buf *out)
 {
 	for (size_t i = 0; i < conf->nroutes; i++) {
+		const struct conf_relay_host *via = &conf->routes[i].via;
+
 		buf_printf(out, "route = %s ", conf->routes[i].domain);
-		relay_host_dump(&conf->routes[i].via, out);
+		relay_host_dump(via, out);
+		if (via->tls != CONF_TLS_DEFAULT)
+			buf_printf(out, " tls=%s",
+				   conf_tls_policy_name(via->tls));
 		buf_append_str(out, "\n");
 	}
 }

@@ -630,10 +630,13 @@ const struct conf_key conf_keys[] = {
 	{ .key = "route", .type = CONF_T_LIST,
 	  .add = conf_route_add, .dump = conf_route_dump,
 	  .count = conf_route_count,
-	  .example = "example.com [mail.internal.example]:2525",
-	  .doc = "A route for one domain: domain host[:port] (the same forms "
-		 "as smarthost). Mail for that domain goes there, before any "
-		 "smarthost. One line per domain." },
+	  .example = "example.com [mail.internal.example]:2525\n"
+		     "example.org [mx.partner.example] tls=verify",
+	  .doc = "A route for one domain: domain host[:port] [tls=policy] "
+		 "(host in the same forms as smarthost; policy as for "
+		 "relay_tls, which applies without tls=). Mail for that "
+		 "domain goes there, before any smarthost. One line per "
+		 "domain." },
 	{ .key = "retry_min", .type = CONF_T_DURATION,
 	  .defnum = CONF_RETRY_MIN_DEFAULT, .min = 1, .max = 86400,
 	  .offset = OFF(retry_min),
@@ -718,6 +721,45 @@ const struct conf_key conf_keys[] = {
 	  .max = CONF_TIMEOUT_MAX, .offset = OFF(relay_timeout_dot),
 	  .doc = "Wait for the reply to the end of message data (RFC 5321 "
 		 "§4.5.3.2.6: 10 minutes). From 1s to 1h." },
+	{ .key = "relay_tls", .type = CONF_T_STRING,
+	  .def = CONF_RELAY_TLS_DEFAULT, .offset = OFF(relay_tls),
+	  .check = conf_check_tls_policy,
+	  .doc = "TLS (STARTTLS, RFC 3207) for mail to MX hosts and to routes "
+		 "without tls=. none: never. may, the default: whenever the "
+		 "server offers it, any certificate accepted (opportunistic, "
+		 "RFC 7435); a server whose TLS handshake fails is retried "
+		 "in the clear at once and for the next hour. encrypt: TLS "
+		 "required, any certificate; a server without it gets "
+		 "nothing and the mail is deferred (4.7.4). verify: TLS "
+		 "required, and the certificate must chain to a trusted CA "
+		 "(relay_tls_ca_file) and name the MX host (or the route's "
+		 "host); otherwise the mail is deferred (4.7.5)." },
+	{ .key = "relay_tls_ca_file", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(relay_tls_ca_file),
+	  .check = conf_check_abs_path_or_empty,
+	  .doc = "The CA certificates (PEM) that the verify policy trusts. "
+		 "Empty, the default: the system's CA store." },
+	{ .key = "smarthost_tls", .type = CONF_T_STRING,
+	  .def = CONF_SMARTHOST_TLS_DEFAULT, .offset = OFF(smarthost_tls),
+	  .check = conf_check_tls_policy,
+	  .doc = "TLS for mail to the smarthost: none, may (the default), "
+		 "encrypt or verify, as for relay_tls; verify checks the "
+		 "smarthost's own name. With smarthost_user, mail waits "
+		 "unless TLS is up, whatever the policy." },
+	{ .key = "smarthost_user", .type = CONF_T_STRING, .empty_ok = true,
+	  .def = "", .offset = OFF(smarthost_user),
+	  .example = "relay-user@example.net",
+	  .doc = "Log in to the smarthost with this user name (SMTP AUTH, "
+		 "RFC 4954: PLAIN when offered, else LOGIN), only over TLS: "
+		 "credentials are never sent in the clear. A refused login "
+		 "defers the mail (4.7.8). Empty, the default: no login." },
+	{ .key = "smarthost_password_file", .type = CONF_T_STRING,
+	  .empty_ok = true, .def = "", .offset = OFF(smarthost_password_file),
+	  .check = conf_check_abs_path_or_empty,
+	  .example = "/etc/tern/smarthost.password",
+	  .doc = "A file whose first line is smarthost_user's password, read "
+		 "when tern starts (keep it readable by tern only). The "
+		 "password is never logged nor shown by dump-config." },
 	{ .key = "srs_secret", .type = CONF_T_STRING, .empty_ok = true,
 	  .def = "", .offset = OFF(srs_secret),
 	  .doc = "Secret of the Sender Rewriting Scheme: mail that an alias "

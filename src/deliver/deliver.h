@@ -110,7 +110,12 @@ struct relay_result {
 typedef void relay_done_cb(void *arg, void *cookie, struct relay_result *res,
 			   size_t n);
 
-/* conf, spool, wq and dns must outlive the agent */
+/*
+ * conf, spool, wq and dns must outlive the agent. It makes the TLS client
+ * contexts the configured policies need and reads smarthost_password_file
+ * now; a failure is logged and defers the mail of the destinations that
+ * need what is missing (4.3.5), so that the server still starts.
+ */
 struct relay *relay_new(struct event_base *base, struct net_dns *dns,
 			struct spool *spool, struct workq *wq,
 			const struct tern_conf *conf, relay_done_cb *cb,

@@ -19,6 +19,19 @@
  *               until the queue is empty or relay_msgs_per_conn is
  *               reached.
  *
+ * TLS and AUTH: each destination has a TLS policy (relay_tls, a route's
+ * tls=, smarthost_tls). none never sends STARTTLS; may sends it when
+ * offered and accepts any certificate, and a server whose handshake
+ * fails is tried again at once in the clear, and for the next
+ * RELAY_NOTLS_TTL seconds straight in the clear (RFC 7435: opportunistic
+ * TLS must not make delivery worse than no TLS); encrypt and verify
+ * require TLS, and verify checks the certificate against the trusted
+ * CAs and the host's name. One client TLS context per (verify mode, CA
+ * file) is made at start. The smarthost gets AUTH with smarthost_user and
+ * the password read at start, only over TLS. A destination that cannot
+ * get the TLS or the login it needs defers its mail (4.7.x, or 4.3.5 when
+ * the local setup is broken).
+ *
  * Outcomes: 2xx delivered, 5xx bounced, 4xx deferred, per recipient. A
  * connection that fails after an item's transaction began defers the
  * recipients that had no reply yet (the server may or may not have the
@@ -31,10 +44,13 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +66,12 @@
 #define RELAY_WAITING_PER_CONN 4
 /* stop reading while this much output waits for the socket */
 #define RELAY_OUTPUT_HIGH  (512u << 10)
+/* a server whose TLS handshake failed under `may` is tried in the clear
+ * for this long; at most this many such servers are remembered */
+#define RELAY_NOTLS_TTL    3600.0
+#define RELAY_NOTLS_MAX    256
+/* the longest password smarthost_password_file may hold */
+#define RELAY_PASSWORD_MAX 1024
 
 struct relay_conn;
 
@@ -88,6 +110,9 @@ struct relay_dest {
 	char *lookup;              /* the name to look up */
 	bool mx;                   /* look up MX records */
 	unsigned port;
+	enum conf_tls_policy tls;  /* never CONF_TLS_DEFAULT */
+	bool smarthost;            /* the smarthost (not a route, not MX) */
+	bool auth;                 /* log in with smarthost_user */
 	struct relay_item *head, **tail;
 	unsigned nwait;
 	unsigned nconns;
@@ -110,6 +135,16 @@ struct relay_read {
 	bool busy;
 };
 
+/*
+ * What a socket's callbacks (and its TLS handshake's) reach: its
+ * connection, or NULL once the socket was parked for the reap. A timer
+ * or read already due when the socket was parked then does nothing,
+ * rather than act on the connection's next socket.
+ */
+struct relay_link {
+	struct relay_conn *rc;
+};
+
 struct relay_conn {
 	struct relay_conn *next, *prev;
 	struct relay *r;
@@ -117,9 +152,14 @@ struct relay_conn {
 	size_t target;             /* index of the target being tried */
 	struct net_connecting *nc;
 	struct conn *conn;
+	struct relay_link *link;   /* conn's callback argument */
 	struct smtpc *c;
 	char peer[320];            /* "mx.example.org[192.0.2.1]:25" */
 	char *last_error;          /* why the last target failed */
+	const char *last_status;   /* its RFC 3463 code, NULL: 4.4.1 */
+	size_t plain_target;       /* this target goes in the clear: its
+				    * handshake failed under `may` */
+	bool tls_pending;          /* the handshake on conn is running */
 	bool ready;                /* greeted and EHLO done */
 	bool in_tx;
 	bool detached;
@@ -152,6 +192,21 @@ struct relay {
 	unsigned nconns;
 	unsigned nsubs;
 	bool closing;
+	/* TLS client contexts, made at start for the policies in use; an
+	 * error (heap) defers the destinations that need the context */
+	struct net_tls_ctx *tls_any;     /* may, encrypt: no verification */
+	struct net_tls_ctx *tls_verify;  /* verify: relay_tls_ca_file */
+	char *tls_any_error, *tls_verify_error;
+	/* the smarthost's password (heap, wiped at free), or why there is
+	 * none though smarthost_user is set */
+	char *password;
+	char *auth_error;
+	/* servers whose TLS handshake failed under `may` */
+	struct relay_notls {
+		struct sockaddr_storage sa;
+		double until;
+	} *notls;
+	size_t nnotls;
 };
 
 static void conn_start(struct relay_dest *d);
@@ -167,6 +222,59 @@ now_s(void)
 
 	(void)clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- servers whose TLS failed ------------------------------------------ */
+
+static bool
+sa_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+		const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+		return x->sin_port == y->sin_port &&
+		       x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+	const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+	return x->sin6_port == y->sin6_port &&
+	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+static bool
+notls_has(const struct relay *r, const struct sockaddr_storage *sa)
+{
+	double now = now_s();
+
+	for (size_t i = 0; i < r->nnotls; i++)
+		if (r->notls[i].until > now && sa_same(&r->notls[i].sa, sa))
+			return true;
+	return false;
+}
+
+/* remembers sa for RELAY_NOTLS_TTL; a full table loses its oldest */
+static void
+notls_add(struct relay *r, const struct sockaddr_storage *sa)
+{
+	size_t slot = SIZE_MAX, oldest = 0;
+
+	for (size_t i = 0; i < r->nnotls && slot == SIZE_MAX; i++)
+		if (sa_same(&r->notls[i].sa, sa))
+			slot = i;
+	for (size_t i = 0; i < r->nnotls && slot == SIZE_MAX; i++)
+		if (r->notls[i].until < r->notls[oldest].until)
+			oldest = i;
+	if (slot == SIZE_MAX && r->nnotls < RELAY_NOTLS_MAX) {
+		r->notls = xreallocarray(r->notls, r->nnotls + 1,
+					 sizeof(*r->notls));
+		slot = r->nnotls++;
+	}
+	if (slot == SIZE_MAX)
+		slot = oldest;
+	r->notls[slot].sa = *sa;
+	r->notls[slot].until = now_s() + RELAY_NOTLS_TTL;
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -372,8 +480,15 @@ dest_get(struct relay *r, const char *domain)
 				via->port != 0 ? via->port : r->conf->relay_port);
 	else
 		key = xstrdup(domain);
+	enum conf_tls_policy tls = conf_relay_tls(r->conf, via);
+	bool smarthost = conf_via_smarthost(r->conf, via);
+	bool auth = smarthost && r->conf->smarthost_user != NULL &&
+		    r->conf->smarthost_user[0] != '\0';
+	/* a route and the smarthost to one host stay apart: their policy
+	 * and login may differ */
 	for (d = r->dests; d != NULL; d = d->next) {
-		if (strcmp(d->key, key) == 0) {
+		if (strcmp(d->key, key) == 0 && d->tls == tls &&
+		    d->smarthost == smarthost && d->auth == auth) {
 			free(key);
 			return d;
 		}
@@ -381,6 +496,9 @@ dest_get(struct relay *r, const char *domain)
 	d = xcalloc(1, sizeof(*d));
 	d->r = r;
 	d->key = key;
+	d->tls = tls;
+	d->smarthost = smarthost;
+	d->auth = auth;
 	d->tail = &d->head;
 	if (via != NULL) {
 		d->lookup = xstrdup(via->host);
@@ -462,6 +580,34 @@ route_done(void *arg, struct net_route *route)
 		dest_maybe_free(d);
 }
 
+/* what the local setup lacks for this destination, or NULL */
+static const char *
+dest_setup_error(const struct relay_dest *d)
+{
+	const struct relay *r = d->r;
+
+	if (d->auth && r->password == NULL)
+		return r->auth_error != NULL ? r->auth_error :
+		       "no password for smarthost_user";
+	switch (d->tls) {
+	case CONF_TLS_MAY:
+	case CONF_TLS_ENCRYPT:
+		if (r->tls_any == NULL)
+			return r->tls_any_error != NULL ? r->tls_any_error :
+			       "no TLS client context";
+		break;
+	case CONF_TLS_VERIFY:
+		if (r->tls_verify == NULL)
+			return r->tls_verify_error != NULL ?
+			       r->tls_verify_error : "no TLS client context";
+		break;
+	case CONF_TLS_DEFAULT:
+	case CONF_TLS_NONE:
+		break;
+	}
+	return NULL;
+}
+
 /* starts connections for waiting items, within the limits */
 static void
 dest_kick(struct relay_dest *d)
@@ -470,6 +616,16 @@ dest_kick(struct relay_dest *d)
 
 	if (r->closing)
 		return;
+	if (d->head != NULL && d->nconns == 0) {
+		const char *err = dest_setup_error(d);
+		if (err != NULL) {
+			/* no connection could do what the policy asks: wait
+			 * for the setup to be fixed (a restart) */
+			dest_fail_waiting(d, DELIVER_TEMPFAIL, "4.3.5", err);
+			dest_maybe_free(d);
+			return;
+		}
+	}
 	if (!d->resolved) {
 		if (d->q == NULL && d->head != NULL)
 			d->q = net_dns_route(r->dns, d->lookup, d->mx,
@@ -527,6 +683,7 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 	while ((rc = r->reap) != NULL) {
 		r->reap = rc->next;
 		conn_free(&rc->conn);
+		free(rc->link);
 		smtpc_free(&rc->c);
 		if (rc->deadline != NULL)
 			event_free(rc->deadline);
@@ -606,11 +763,52 @@ timing(struct relay_conn *rc, double t[3])
 }
 
 /*
+ * Parks the socket and engine of a connection that never became ready
+ * for the next reap: their callbacks reach nobody meanwhile (relay_link).
+ */
+static void
+conn_park(struct relay_conn *rc)
+{
+	rc->tls_pending = false;
+	if (rc->conn != NULL) {
+		/* the old socket goes with the next reap */
+		struct relay_conn *old = xcalloc(1, sizeof(*old));
+		conn_read_enable(rc->conn, false);
+		conn_set_timeout(rc->conn, 0);
+		old->conn = rc->conn;
+		old->c = rc->c;
+		old->link = rc->link;
+		if (old->link != NULL)
+			old->link->rc = NULL;
+		rc->conn = NULL;
+		rc->c = NULL;
+		rc->link = NULL;
+		old->next = rc->r->reap;
+		rc->r->reap = old;
+		event_active(rc->r->reap_ev, 0, 0);
+	}
+	evtimer_del(rc->deadline);
+	rc->deadline_for = NULL;
+}
+
+static void conn_fail_st(struct relay_conn *rc, const char *status,
+			 const char *why);
+
+/*
  * The connection is lost or the server gave up: the recipients of the
  * open transaction that had no reply are deferred.
  */
 static void
 conn_fail(struct relay_conn *rc, const char *why)
+{
+	conn_fail_st(rc, NULL, why);
+}
+
+/* the same; status: the RFC 3463 code when the failure was not the
+ * server's or the network's (TLS, AUTH), for a deferral before any
+ * transaction */
+static void
+conn_fail_st(struct relay_conn *rc, const char *status, const char *why)
 {
 	struct relay_dest *d = rc->d;
 
@@ -628,22 +826,8 @@ conn_fail(struct relay_conn *rc, const char *why)
 		/* not greeted yet: this target failed, try the next */
 		free(rc->last_error);
 		rc->last_error = xasprintf("%s: %s", rc->peer, why);
-		if (rc->conn != NULL) {
-			/* the old socket goes with the next reap; it must
-			 * call nothing more meanwhile */
-			struct relay_conn *old = xcalloc(1, sizeof(*old));
-			conn_read_enable(rc->conn, false);
-			conn_set_timeout(rc->conn, 0);
-			old->conn = rc->conn;
-			old->c = rc->c;
-			rc->conn = NULL;
-			rc->c = NULL;
-			old->next = rc->r->reap;
-			rc->r->reap = old;
-			event_active(rc->r->reap_ev, 0, 0);
-		}
-		evtimer_del(rc->deadline);
-		rc->deadline_for = NULL;
+		rc->last_status = status;
+		conn_park(rc);
 		if (rc->target < d->ntargets)
 			d->targets[rc->target].dead = true;
 		rc->target++;
@@ -914,6 +1098,200 @@ conn_take_item(struct relay_conn *rc)
 	}
 }
 
+/* ---- TLS and AUTH ----------------------------------------------------- */
+
+/*
+ * The name the certificate must show and SNI carries: the MX host (or
+ * the route's or smarthost's host), without the brackets and "IPv6:" of
+ * an address literal or a final dot.
+ */
+static void
+tls_name(const char *host, char *out, size_t outsz)
+{
+	size_t n = strlen(host);
+
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		host++;
+		n -= 2;
+		if (n >= 5 && ascii_strncasecmp(host, "IPv6:", 5) == 0) {
+			host += 5;
+			n -= 5;
+		}
+	}
+	if (n > 0 && host[n - 1] == '.')
+		n--;
+	snprintf(out, outsz, "%.*s", (int)n, host);
+}
+
+/* the handshake failed or timed out: the next server, or under `may`
+ * this one again in the clear */
+static void
+tls_failed(struct relay_conn *rc, const char *error)
+{
+	struct relay_dest *d = rc->d;
+	char e[300];
+
+	rc->tls_pending = false;
+	log_escape(e, sizeof(e), error, strlen(error));
+	if (d->tls == CONF_TLS_MAY && rc->target < d->ntargets) {
+		/* RFC 7435 §3: opportunistic TLS falls back to the clear:
+		 * this server again at once, without STARTTLS, and straight
+		 * in the clear for RELAY_NOTLS_TTL */
+		log_warn("relay dest=%s event=tls_failed peer=%s tls=may "
+			 "error=\"%s\" next=plain", d->key, rc->peer, e);
+		notls_add(rc->r, &d->targets[rc->target].sa);
+		rc->plain_target = rc->target;
+		conn_park(rc);
+		conn_next_target(rc);
+		return;
+	}
+	log_warn("relay dest=%s event=tls_failed peer=%s tls=%s error=\"%s\"",
+		 d->key, rc->peer, conf_tls_policy_name(d->tls), e);
+	conn_fail_st(rc, "4.7.5", error);
+}
+
+/* the handshake is over (net calls this on the loop) */
+static void
+tls_done(void *arg, bool ok, const char *error)
+{
+	struct relay_link *link = arg;
+	struct relay_conn *rc = link->rc;
+
+	if (rc == NULL || rc->detached || rc->conn == NULL ||
+	    !rc->tls_pending)
+		return;
+	rc->tls_pending = false;
+	if (ok) {
+		smtpc_tls_started(rc->c);
+		conn_flush(rc);
+		return;
+	}
+	/* the connection is dead already; conn_park() leaves it to the
+	 * reap */
+	tls_failed(rc, error != NULL ? error : "TLS handshake failed");
+}
+
+/* the server said 220 to STARTTLS */
+static void
+conn_tls_begin(struct relay_conn *rc)
+{
+	struct relay *r = rc->r;
+	struct relay_dest *d = rc->d;
+	struct net_tls_ctx *ctx = d->tls == CONF_TLS_VERIFY ? r->tls_verify :
+				  r->tls_any;
+	char name[256], *err = NULL;
+
+	/* dest_setup_error() kept destinations without a context away */
+	TN_ASSERT(ctx != NULL && rc->target < d->ntargets);
+	tls_name(d->targets[rc->target].host, name, sizeof(name));
+	rc->tls_pending = true;
+	if (conn_start_tls(rc->conn, ctx, false, name, tls_done, rc->link,
+			   &err) < 0) {
+		char *why = xasprintf("cannot start TLS: %s", err);
+		rc->tls_pending = false;
+		free(err);
+		conn_fail_st(rc, "4.7.5", why);
+		free(why);
+		return;
+	}
+	if (rc->conn != NULL && rc->tls_pending)
+		conn_flush(rc);
+}
+
+/* one line per connection once it is ready: its TLS and login */
+static void
+log_ready(struct relay_conn *rc)
+{
+	const char *version = NULL, *cipher = NULL, *auth;
+	bool verified = false;
+	char tls[160];
+
+	if (rc->conn != NULL &&
+	    conn_tls_info(rc->conn, &version, &cipher, &verified))
+		snprintf(tls, sizeof(tls), "tls=%s cipher=%s verified=%s",
+			 version, cipher, verified ? "yes" : "no");
+	else
+		snprintf(tls, sizeof(tls), "tls=none");
+	auth = smtpc_auth_used(rc->c);
+	log_info("relay dest=%s event=ready peer=%s %s auth=%s ext=%#x",
+		 rc->d->key, rc->peer, tls, auth != NULL ? auth : "none",
+		 smtpc_extensions(rc->c));
+}
+
+/* the status of a refused login: the server's 4.7.x/5.7.x detail as a
+ * deferral (RFC 4954 §6: 535 5.7.8 is the usual one) */
+static const char *
+auth_status(const struct smtpc_reply *rep, char buf[16])
+{
+	const char *e = rep->enhanced;
+
+	if (e != NULL && (e[0] == '4' || e[0] == '5') &&
+	    strncmp(e + 1, ".7.", 3) == 0) {
+		snprintf(buf, 16, "4%s", e + 1);
+		return buf;
+	}
+	return rep->code == 535 ? "4.7.8" : "4.7.0";
+}
+
+/* the engine stopped the session before READY for TLS or AUTH */
+static void
+on_policy_failure(struct relay_conn *rc, const struct smtpc_event *ev)
+{
+	struct relay_dest *d = rc->d;
+	char *t = ev->reply.code != 0 ? reply_text(&ev->reply) : NULL;
+	char *why = NULL, e[400], u[200], st[16];
+	const char *user = rc->r->conf->smarthost_user;
+	const char *status = "4.7.0";
+
+	switch (ev->fail) {
+	case SMTPC_FAIL_TLS:
+		/* RFC 3207 §4.1 and Postfix's wording; 4.7.4: security
+		 * features not supported (RFC 3463) */
+		status = "4.7.4";
+		why = t != NULL ?
+		      xasprintf("TLS is required (tls=%s) and STARTTLS was "
+				"refused: %s", conf_tls_policy_name(d->tls),
+				t) :
+		      xasprintf("TLS is required (tls=%s) and the server "
+				"does not offer STARTTLS",
+				conf_tls_policy_name(d->tls));
+		break;
+	case SMTPC_FAIL_AUTH_CLEAR:
+		/* RFC 5248: X.7.10 encryption needed */
+		status = "4.7.10";
+		why = xasprintf("authentication to smarthost not attempted: "
+				"credentials are never sent without TLS "
+				"(smarthost_tls=%s, no TLS on this session)",
+				conf_tls_policy_name(d->tls));
+		break;
+	case SMTPC_FAIL_AUTH_MECH:
+		status = "4.7.4";
+		why = xasprintf("authentication to smarthost failed: %s",
+				ev->error);
+		break;
+	case SMTPC_FAIL_AUTH:
+		status = t != NULL ? auth_status(&ev->reply, st) : "4.7.0";
+		why = xasprintf("authentication to smarthost failed: %s",
+				t != NULL ? t : ev->error);
+		break;
+	case SMTPC_FAIL_SESSION:
+		break;
+	}
+	TN_ASSERT(why != NULL);
+	/* the user name is ours, the reply the server's; the password is
+	 * in neither */
+	log_escape(e, sizeof(e), why, strlen(why));
+	log_escape(u, sizeof(u), d->auth ? user : "",
+		   d->auth ? strlen(user) : 0);
+	log_warn("relay dest=%s event=%s peer=%s%s%s%s status=%s error=\"%s\"",
+		 d->key, ev->fail == SMTPC_FAIL_TLS ? "tls_required" : "auth",
+		 rc->peer, d->auth ? " user=\"" : "", u, d->auth ? "\"" : "",
+		 status, e);
+	conn_fail_st(rc, status, why);
+	free(why);
+	free(t);
+}
+
 static void
 handle_event(struct relay_conn *rc, const struct smtpc_event *ev)
 {
@@ -921,9 +1299,11 @@ handle_event(struct relay_conn *rc, const struct smtpc_event *ev)
 	case SMTPC_EV_READY:
 		rc->ready = true;
 		rc->t_ready = now_s();
-		log_debug("relay dest=%s event=ready peer=%s ext=%#x",
-			  rc->d->key, rc->peer, smtpc_extensions(rc->c));
+		log_ready(rc);
 		conn_take_item(rc);
+		break;
+	case SMTPC_EV_STARTTLS:
+		conn_tls_begin(rc);
 		break;
 	case SMTPC_EV_RESULT:
 		on_result(rc, ev);
@@ -937,6 +1317,10 @@ handle_event(struct relay_conn *rc, const struct smtpc_event *ev)
 		break;
 	case SMTPC_EV_FAILED: {
 		char *why;
+		if (ev->fail != SMTPC_FAIL_SESSION) {
+			on_policy_failure(rc, ev);
+			break;
+		}
 		if (ev->reply.code != 0) {
 			char *t = reply_text(&ev->reply);
 			why = xasprintf("%s said: %s", rc->peer, t);
@@ -998,7 +1382,10 @@ conn_pump(struct relay_conn *rc)
 static void
 cb_read(void *arg)
 {
-	conn_pump(arg);
+	struct relay_link *link = arg;
+
+	if (link->rc != NULL)
+		conn_pump(link->rc);
 }
 
 static void cb_timeout(void *arg);
@@ -1031,9 +1418,25 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+link_timeout(void *arg)
+{
+	struct relay_link *link = arg;
+
+	if (link->rc != NULL && !link->rc->detached)
+		cb_timeout(link->rc);
+}
+
+static void
 cb_timeout(void *arg)
 {
 	struct relay_conn *rc = arg;
+
+	if (rc->tls_pending) {
+		/* a server that hangs in the handshake is a broken TLS
+		 * stack as much as one that fails it */
+		tls_failed(rc, "TLS handshake timed out");
+		return;
+	}
 	char *why = xasprintf("%s: timed out", rc->peer);
 
 	conn_fail(rc, why);
@@ -1043,9 +1446,12 @@ cb_timeout(void *arg)
 static void
 cb_close(void *arg)
 {
-	struct relay_conn *rc = arg;
+	struct relay_link *link = arg;
+	struct relay_conn *rc = link->rc;
 	char *why;
 
+	if (rc == NULL)
+		return;
 	/* the replies that came before the close count */
 	conn_pump(rc);
 	if (rc->detached || rc->conn == NULL)
@@ -1062,15 +1468,16 @@ cb_close(void *arg)
 static void
 cb_drained(void *arg)
 {
-	struct relay_conn *rc = arg;
+	struct relay_link *link = arg;
+	struct relay_conn *rc = link->rc;
 
-	if (rc->body_wanted && !rc->body_ended)
+	if (rc != NULL && rc->body_wanted && !rc->body_ended)
 		body_pump(rc);
 }
 
 static const struct conn_handler relay_conn_handler = {
 	.on_read = cb_read,
-	.on_timeout = cb_timeout,
+	.on_timeout = link_timeout,
 	.on_close = cb_close,
 	.on_drained = cb_drained,
 };
@@ -1097,8 +1504,33 @@ connected(void *arg, int fd, const char *error)
 		.timeout_block = conf->relay_timeout_block,
 		.timeout_dot = conf->relay_timeout_dot,
 	};
+	struct relay_dest *d = rc->d;
+	switch (d->tls) {
+	case CONF_TLS_MAY:
+		/* RFC 7435: a server whose handshake failed gets its mail
+		 * in the clear rather than none */
+		params.tls = rc->plain_target == rc->target ||
+			     (rc->target < d->ntargets &&
+			      notls_has(r, &d->targets[rc->target].sa)) ?
+			     SMTPC_TLS_NONE : SMTPC_TLS_MAY;
+		break;
+	case CONF_TLS_ENCRYPT:
+	case CONF_TLS_VERIFY:
+		params.tls = SMTPC_TLS_REQUIRE;
+		break;
+	case CONF_TLS_DEFAULT:
+	case CONF_TLS_NONE:
+		params.tls = SMTPC_TLS_NONE;
+		break;
+	}
+	if (d->auth) {
+		params.auth_user = conf->smarthost_user;
+		params.auth_password = r->password;
+	}
 	rc->c = smtpc_new(&params);
-	rc->conn = conn_new(r->base, fd, &relay_conn_handler, rc);
+	rc->link = xcalloc(1, sizeof(*rc->link));
+	rc->link->rc = rc;
+	rc->conn = conn_new(r->base, fd, &relay_conn_handler, rc->link);
 	rc->deadline_for = NULL;
 	conn_flush(rc);
 }
@@ -1121,7 +1553,10 @@ conn_next_target(struct relay_conn *rc)
 		if (d->nconns <= 1) {
 			const char *why = rc->last_error != NULL ?
 				rc->last_error : "no address could be reached";
-			dest_fail_waiting(d, DELIVER_TEMPFAIL, "4.4.1", why);
+			dest_fail_waiting(d, DELIVER_TEMPFAIL,
+					  rc->last_error != NULL &&
+					  rc->last_status != NULL ?
+					  rc->last_status : "4.4.1", why);
 			/* the route is stale once every target failed */
 			dest_free_route(d);
 		}
@@ -1145,6 +1580,7 @@ conn_next_target(struct relay_conn *rc)
 		free(rc->last_error);
 		rc->last_error = xasprintf("%s: %s", rc->peer,
 					   err != NULL ? err : "connect failed");
+		rc->last_status = NULL;
 		t->dead = true;
 		rc->target++;
 		conn_next_target(rc);
@@ -1159,6 +1595,7 @@ conn_start(struct relay_dest *d)
 
 	rc->r = r;
 	rc->d = d;
+	rc->plain_target = SIZE_MAX;
 	rc->t_start = now_s();
 	rc->deadline = evtimer_new(r->base, deadline_cb, rc);
 	rc->idle_ev = evtimer_new(r->base, idle_cb, rc);
@@ -1169,6 +1606,124 @@ conn_start(struct relay_dest *d)
 	r->nconns++;
 	d->nconns++;
 	conn_next_target(rc);
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+/* the TLS contexts the configured policies need */
+static void
+setup_tls(struct relay *r)
+{
+	const struct tern_conf *conf = r->conf;
+	bool any = false, verify = false;
+	enum conf_tls_policy p;
+	char *err = NULL;
+
+	for (size_t i = 0; i <= conf->nroutes + 1; i++) {
+		if (i < conf->nroutes)
+			p = conf_relay_tls(conf, &conf->routes[i].via);
+		else if (i == conf->nroutes)
+			p = conf_relay_tls(conf, NULL);
+		else if (conf->smarthost_via.host != NULL)
+			p = conf_relay_tls(conf, &conf->smarthost_via);
+		else
+			continue;
+		any |= p == CONF_TLS_MAY || p == CONF_TLS_ENCRYPT;
+		verify |= p == CONF_TLS_VERIFY;
+	}
+	if (any && net_tls_ctx_client_new(NET_TLS_VERIFY_NONE, NULL,
+					  &r->tls_any, &err) < 0) {
+		r->tls_any_error = xasprintf("cannot make the TLS client "
+					     "context: %s", err);
+		log_error("relay event=setup error=\"%s\"", r->tls_any_error);
+		free(err);
+		err = NULL;
+	}
+	if (verify) {
+		const char *ca = conf->relay_tls_ca_file;
+		bool file = ca != NULL && ca[0] != '\0';
+
+		if (net_tls_ctx_client_new(file ? NET_TLS_VERIFY_CAFILE :
+					   NET_TLS_VERIFY_SYSTEM,
+					   file ? ca : NULL, &r->tls_verify,
+					   &err) < 0) {
+			r->tls_verify_error = xasprintf("cannot load the CAs "
+							"for tls=verify: %s",
+							err);
+			log_error("relay event=setup error=\"%s\"",
+				  r->tls_verify_error);
+			free(err);
+		}
+	}
+}
+
+/* reads the smarthost's password: the first line of its file */
+static void
+setup_auth(struct relay *r)
+{
+	const struct tern_conf *conf = r->conf;
+	const char *path = conf->smarthost_password_file;
+	char buf[RELAY_PASSWORD_MAX + 2];
+	size_t n = 0;
+	struct stat st;
+	int fd;
+
+	if (conf->smarthost_user == NULL || conf->smarthost_user[0] == '\0')
+		return;
+	if (conf->smarthost_via.host == NULL)
+		log_warn("relay event=setup warning=\"smarthost_user is set "
+			 "but there is no smarthost: it is not used\"");
+	if (path == NULL || path[0] == '\0') {
+		r->auth_error = xstrdup("smarthost_user is set but "
+					"smarthost_password_file is not");
+		goto fail;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r->auth_error = xasprintf("cannot open smarthost_password_file "
+					  "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warn("relay event=setup file=%s warning=\"the password "
+			 "file is readable by group or others\"", path);
+	for (;;) {
+		ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			r->auth_error = xasprintf("cannot read "
+						  "smarthost_password_file %s: "
+						  "%s", path, strerror(errno));
+			(void)close(fd);
+			goto fail;
+		}
+		n += (size_t)k;
+		if (k == 0 || memchr(buf, '\n', n) != NULL ||
+		    n == sizeof(buf) - 1)
+			break;
+	}
+	(void)close(fd);
+	/* the first line, without its CRLF or LF */
+	const char *nl = memchr(buf, '\n', n);
+	if (nl != NULL)
+		n = (size_t)(nl - buf); /* UNSAFE: nl points into buf[0..n) */
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	if (n > RELAY_PASSWORD_MAX || memchr(buf, '\0', n) != NULL) {
+		r->auth_error = xasprintf("smarthost_password_file %s: the "
+					  "first line is not a password of at "
+					  "most %d octets", path,
+					  RELAY_PASSWORD_MAX);
+		goto fail;
+	}
+	r->password = xstrndup(buf, n);
+	explicit_bzero(buf, sizeof(buf));
+	return;
+fail:
+	explicit_bzero(buf, sizeof(buf));
+	log_error("relay event=setup error=\"%s\" (mail to the smarthost "
+		  "waits)", r->auth_error);
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -1188,6 +1743,8 @@ relay_new(struct event_base *base, struct net_dns *dns, struct spool *spool,
 	r->cb = cb;
 	r->cb_arg = arg;
 	r->reap_ev = event_new(base, -1, 0, reap_cb, r);
+	setup_tls(r);
+	setup_auth(r);
 	return r;
 }
 
@@ -1218,6 +1775,16 @@ relay_free(struct relay **rp)
 	}
 	reap_cb(-1, 0, r);
 	event_free(r->reap_ev);
+	net_tls_ctx_free(&r->tls_any);
+	net_tls_ctx_free(&r->tls_verify);
+	free(r->tls_any_error);
+	free(r->tls_verify_error);
+	if (r->password != NULL) {
+		explicit_bzero(r->password, strlen(r->password));
+		free(r->password);
+	}
+	free(r->auth_error);
+	free(r->notls);
 	/* submissions left without a callback: their recipients stay in
 	 * the spool as they were, for the next start */
 	while (r->subs != NULL) {

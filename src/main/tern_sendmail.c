@@ -476,6 +476,7 @@ on_event(struct sm_session *s, const struct smtpc_event *ev,
 		free(t);
 		break;
 	}
+	case SMTPC_EV_STARTTLS: /* never asked for: smtpc_params.tls is 0 */
 	case SMTPC_EV_NONE:
 		break;
 	}

@@ -2,7 +2,8 @@
 /*
  * smtpc: the SMTP client engine that delivery uses to hand mail to
  * another server (RFC 5321, with PIPELINING 2920, SIZE 1870, 8BITMIME
- * 6152, SMTPUTF8 6531, DSN 3461, ENHANCEDSTATUSCODES 2034).
+ * 6152, SMTPUTF8 6531, DSN 3461, ENHANCEDSTATUSCODES 2034, STARTTLS 3207,
+ * AUTH 4954 with PLAIN 4616 and LOGIN).
  *
  * Pure code, the mirror of smtp/: reply bytes in, command bytes and
  * events out. It never touches a socket, a clock or a file; the caller
@@ -17,6 +18,7 @@
  *	  while (smtpc_next(c, &ev)) ...         // READY, RESULT, BODY, ...
  *	  write smtpc_out(c), then buf_reset() it
  *	  r == -1: the session is over (close after writing the output)
+ *	on STARTTLS: start TLS on the connection, then smtpc_tls_started(c)
  *	on READY:   smtpc_begin(c, &tx) or smtpc_quit(c)
  *	on BODY:    smtpc_body(c, p, n) ... smtpc_body_end(c)
  *	on TX_DONE: every recipient of the transaction had its RESULT;
@@ -25,6 +27,12 @@
  * One connection carries several transactions: after TX_DONE the
  * engine accepts smtpc_begin() again (it sends RSET first when the last
  * transaction ended early, RFC 5321 §4.1.1.5).
+ *
+ * The opening: greeting, EHLO (HELO when EHLO is refused), then as the
+ * parameters ask STARTTLS and EHLO again (RFC 3207), then AUTH (RFC
+ * 4954), then READY. TLS itself is the caller's: the engine only says
+ * when to start it and is told when it is up. Credentials never go out
+ * on a session the caller has not said is encrypted.
  */
 #ifndef TERN_SMTPC_H
 #define TERN_SMTPC_H
@@ -47,6 +55,15 @@
 #define SMTPC_REPLY_MAX_DEFAULT        (64u << 10)
 #define SMTPC_REPLY_LINES_DEFAULT      256u
 
+/* when the engine asks for TLS (RFC 3207) */
+enum smtpc_tls {
+	SMTPC_TLS_NONE = 0,   /* never: no STARTTLS, whatever is offered */
+	SMTPC_TLS_MAY,        /* STARTTLS when the server offers it; in the
+			       * clear when it does not or refuses it */
+	SMTPC_TLS_REQUIRE,    /* STARTTLS or FAILED (SMTPC_FAIL_TLS): no
+			       * command after EHLO goes in the clear */
+};
+
 /* a limit left at 0 takes its SMTPC_*_DEFAULT */
 struct smtpc_params {
 	const char *helo_name;      /* our name in EHLO/HELO; copied */
@@ -54,6 +71,13 @@ struct smtpc_params {
 	unsigned reply_lines_max;
 	unsigned timeout_greeting, timeout_mail, timeout_rcpt;
 	unsigned timeout_data, timeout_block, timeout_dot;
+	enum smtpc_tls tls;
+	/* AUTH before READY (RFC 4954), only on an encrypted session: PLAIN
+	 * when the server offers it, else LOGIN. NULL: no AUTH. Both are
+	 * copied; the engine wipes its copies once AUTH is over and at
+	 * smtpc_free(), and never puts them in an event. */
+	const char *auth_user;
+	const char *auth_password;
 };
 
 /* service extensions the server offered in its EHLO reply */
@@ -66,6 +90,10 @@ struct smtpc_params {
 #define SMTPC_EXT_STARTTLS    0x040u
 #define SMTPC_EXT_CHUNKING    0x080u
 #define SMTPC_EXT_AUTH        0x100u
+
+/* SASL mechanisms the engine speaks, as offered in the AUTH keyword */
+#define SMTPC_AUTH_PLAIN      0x1u  /* RFC 4616 */
+#define SMTPC_AUTH_LOGIN      0x2u  /* draft-murchison-sasl-login */
 
 /*
  * One server reply. code is the three-digit code; enhanced is the RFC 3463
@@ -102,14 +130,36 @@ enum smtpc_event_kind {
 	 * RESULT yet have none: the caller defers them. smtpc_feed()
 	 * returns -1 from now on. */
 	SMTPC_EV_FAILED,
+	/* the server said 220 to STARTTLS: the caller starts TLS on the
+	 * connection now, dropping any byte it read after the 220 (RFC 3207
+	 * §4.2), and calls smtpc_tls_started() once the handshake is done,
+	 * or ends the session when it fails. The engine sends nothing and
+	 * takes no reply until then. */
+	SMTPC_EV_STARTTLS,
+};
+
+/* FAILED: who ended the session, for the caller's status code */
+enum smtpc_fail {
+	SMTPC_FAIL_SESSION = 0, /* the server or the connection */
+	SMTPC_FAIL_TLS,         /* TLS required: STARTTLS not offered (no
+				 * reply), or refused (its reply) */
+	SMTPC_FAIL_AUTH_CLEAR,  /* AUTH wanted on a session without TLS:
+				 * nothing was sent */
+	SMTPC_FAIL_AUTH_MECH,   /* the server offers no AUTH mechanism the
+				 * engine speaks (or no AUTH at all) */
+	SMTPC_FAIL_AUTH,        /* the server refused the credentials or the
+				 * exchange (its reply: 535 ...) */
 };
 
 struct smtpc_event {
 	enum smtpc_event_kind kind;
 	size_t rcpt;                /* RESULT: index into smtpc_tx.rcpts */
 	struct smtpc_reply reply;   /* RESULT, FAILED; READY: the EHLO/HELO
-				     * reply; BODY: the 354 */
+				     * reply (code 0 when STARTTLS or AUTH
+				     * came after it); BODY: the 354;
+				     * STARTTLS: the 220 */
 	const char *error;          /* FAILED: static text */
+	enum smtpc_fail fail;       /* FAILED: why */
 };
 
 /* DSN and body parameters use the values of smtp.h (enum smtp_body_type,
@@ -180,7 +230,22 @@ void smtpc_quit(struct smtpc *c);
 /* the bytes to write; the caller empties it with buf_reset() */
 struct buf *smtpc_out(struct smtpc *c);
 
-/* extensions the server offered (SMTPC_EXT_*), 0 before READY */
+/*
+ * TLS is up on the connection (after STARTTLS): the engine forgets what
+ * the server said before (RFC 3207 §4.2) and sends EHLO again. Does
+ * nothing once the session is over.
+ */
+void smtpc_tls_started(struct smtpc *c);
+/* true once smtpc_tls_started() was called */
+bool smtpc_tls_active(const struct smtpc *c);
+
+/* the mechanism AUTH succeeded with ("PLAIN", "LOGIN"), or NULL */
+const char *smtpc_auth_used(const struct smtpc *c);
+/* mechanisms the server offered (SMTPC_AUTH_*), 0 before READY */
+unsigned smtpc_auth_offered(const struct smtpc *c);
+
+/* extensions the server offered (SMTPC_EXT_*), 0 before READY (after
+ * STARTTLS: those of the EHLO over TLS) */
 unsigned smtpc_extensions(const struct smtpc *c);
 /* the SIZE the server announced, 0 when none or unlimited */
 uint64_t smtpc_size_max(const struct smtpc *c);
@@ -194,8 +259,9 @@ unsigned smtpc_timeout(const struct smtpc *c);
 
 /*
  * What the engine waits for, for a deferral text: "greeting", "EHLO",
- * "HELO", "RSET", "MAIL FROM", "RCPT TO", "DATA", "message body" (the
- * caller sends it), "end of data", "QUIT", or "idle". With PIPELINING it
+ * "HELO", "STARTTLS", "TLS handshake" (the caller's), "AUTH", "RSET",
+ * "MAIL FROM", "RCPT TO", "DATA", "message body" (the caller sends it),
+ * "end of data", "QUIT", or "idle". With PIPELINING it
  * names the first reply still awaited. Once the session is over, what
  * was awaited when it ended.
  */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * smtpc_engine: the SMTP client engine's life cycle, input loop, event
- * queue, the greeting and EHLO/HELO exchange, QUIT, and the timeout and
- * stage of what is awaited. Replies come in through smtpc_feed();
+ * queue, the greeting and EHLO/HELO exchange, STARTTLS, QUIT, and the
+ * timeout and stage of what is awaited. Replies come in through smtpc_feed();
  * commands go to an output buffer and outcomes go out as events. It never
  * does I/O or reads a clock.
  */
@@ -39,6 +39,12 @@ smtpc_new(const struct smtpc_params *params)
 	c->t_block = or_default(params->timeout_block,
 				SMTPC_TIMEOUT_BLOCK_DEFAULT);
 	c->t_dot = or_default(params->timeout_dot, SMTPC_TIMEOUT_DOT_DEFAULT);
+	c->tls = params->tls;
+	if (params->auth_user != NULL) {
+		c->auth_user = xstrdup(params->auth_user);
+		c->auth_password = xstrdup(params->auth_password != NULL ?
+					   params->auth_password : "");
+	}
 	c->state = SMTPC_ST_GREETING;
 	/* a line and the text are parts of one reply: reply_max bounds both */
 	buf_init(&c->line, c->reply_max);
@@ -58,6 +64,9 @@ smtpc_free(struct smtpc **cp)
 		return;
 	*cp = NULL;
 	smtpc_tx_clear(c);
+	smtpc_auth_forget(c);
+	if (c->out_secret && c->out.p != NULL)
+		explicit_bzero(c->out.p, c->out.cap);
 	buf_clear(&c->line);
 	buf_clear(&c->text);
 	buf_clear(&c->out);
@@ -82,6 +91,24 @@ uint64_t
 smtpc_size_max(const struct smtpc *c)
 {
 	return c->size_max;
+}
+
+bool
+smtpc_tls_active(const struct smtpc *c)
+{
+	return c->tls_on;
+}
+
+const char *
+smtpc_auth_used(const struct smtpc *c)
+{
+	return c->auth_used;
+}
+
+unsigned
+smtpc_auth_offered(const struct smtpc *c)
+{
+	return c->auth_mechs;
 }
 
 void
@@ -136,6 +163,7 @@ smtpc_next(struct smtpc *c, struct smtpc_event *ev_r)
 	ev_r->kind = q->kind;
 	ev_r->rcpt = q->rcpt;
 	ev_r->error = q->error;
+	ev_r->fail = q->fail;
 	if (q->with_reply) {
 		/* every event of a turn carries the one reply that ended it */
 		TN_ASSERT(c->rp_done);
@@ -162,6 +190,12 @@ stage_of(const struct smtpc *c)
 		return "EHLO";
 	case SMTPC_ST_HELO:
 		return "HELO";
+	case SMTPC_ST_STARTTLS:
+		return "STARTTLS";
+	case SMTPC_ST_TLS:
+		return "TLS handshake";
+	case SMTPC_ST_AUTH:
+		return "AUTH";
 	case SMTPC_ST_READY:
 		return "idle";
 	case SMTPC_ST_TX:
@@ -203,9 +237,13 @@ smtpc_timeout(const struct smtpc *c)
 		return c->t_greeting;
 	case SMTPC_ST_EHLO:
 	case SMTPC_ST_HELO:
+	case SMTPC_ST_STARTTLS:
+	case SMTPC_ST_TLS:
+	case SMTPC_ST_AUTH:
 	case SMTPC_ST_QUIT:
 		/* RFC 5321 §4.5.3.2 names no timeout for these; the MAIL
-		 * one is the closest (§4.5.3.2.2) */
+		 * one is the closest (§4.5.3.2.2). The caller's handshake
+		 * is bounded by it too. */
 		return c->t_mail;
 	case SMTPC_ST_TX:
 		switch (c->step) {
@@ -235,14 +273,30 @@ smtpc_timeout(const struct smtpc *c)
 /* session */
 
 void
-smtpc_fail(struct smtpc *c, bool with_reply, const char *error)
+smtpc_fail_as(struct smtpc *c, bool with_reply, enum smtpc_fail fail,
+	      const char *error)
 {
 	c->end_stage = stage_of(c);
 	smtpc_ev_push(c, SMTPC_EV_FAILED, 0, with_reply);
 	c->q[c->qhead + c->qlen - 1].error = error;
+	c->q[c->qhead + c->qlen - 1].fail = fail;
 	c->state = SMTPC_ST_FAILED;
 	/* the recipients without a RESULT have none: the caller defers */
 	smtpc_tx_clear(c);
+	smtpc_auth_forget(c);
+}
+
+void
+smtpc_fail(struct smtpc *c, bool with_reply, const char *error)
+{
+	smtpc_fail_as(c, with_reply, SMTPC_FAIL_SESSION, error);
+}
+
+void
+smtpc_ready(struct smtpc *c, bool with_reply)
+{
+	c->state = SMTPC_ST_READY;
+	smtpc_ev_push(c, SMTPC_EV_READY, 0, with_reply);
 }
 
 static void
@@ -293,6 +347,9 @@ smtpc_ehlo_keyword(struct smtpc *c, const char *t, size_t n)
 		if (k < n && t[k] == '=' && words[i].ext != SMTPC_EXT_AUTH)
 			return;
 		c->ext_new |= words[i].ext;
+		/* RFC 4954 §3: "AUTH" SP mechanism *(SP mechanism) */
+		if (words[i].ext == SMTPC_EXT_AUTH && k < n)
+			c->auth_new |= smtpc_auth_parse(t + k + 1, n - k - 1);
 		if (words[i].ext == SMTPC_EXT_SIZE) {
 			char num[24];
 			size_t d = n - k;
@@ -312,6 +369,73 @@ smtpc_ehlo_keyword(struct smtpc *c, const char *t, size_t n)
 	}
 }
 
+/*
+ * EHLO or HELO was answered, or STARTTLS was refused (with_reply false):
+ * STARTTLS, AUTH or READY, as the parameters ask.
+ */
+static void
+opening_next(struct smtpc *c, bool with_reply)
+{
+	if (!c->tls_on && !c->tls_tried && c->tls != SMTPC_TLS_NONE) {
+		/* RFC 3207 §4: only to a server that offers it (after HELO
+		 * nothing is offered) */
+		if (c->ext & SMTPC_EXT_STARTTLS) {
+			c->tls_tried = true;
+			smtpc_out_str(c, "STARTTLS\r\n");
+			c->state = SMTPC_ST_STARTTLS;
+			return;
+		}
+		if (c->tls == SMTPC_TLS_REQUIRE) {
+			smtpc_fail_as(c, false, SMTPC_FAIL_TLS,
+				      "TLS is required and the server does "
+				      "not offer STARTTLS");
+			return;
+		}
+	}
+	if (c->auth_user != NULL) {
+		smtpc_auth_start(c);
+		return;
+	}
+	smtpc_ready(c, with_reply);
+}
+
+static void
+starttls_reply(struct smtpc *c)
+{
+	/* RFC 3207 §4: "220 Ready to start TLS"; 454 (or a 5xx) refuses */
+	if (c->code == 220) {
+		c->state = SMTPC_ST_TLS;
+		smtpc_ev_push(c, SMTPC_EV_STARTTLS, 0, true);
+		return;
+	}
+	if (c->tls == SMTPC_TLS_REQUIRE) {
+		smtpc_fail_as(c, true, SMTPC_FAIL_TLS, "STARTTLS refused");
+		return;
+	}
+	/* opportunistic TLS (RFC 7435): on in the clear. The session is as
+	 * it was before STARTTLS (RFC 3207 §4), the first EHLO stands. */
+	opening_next(c, false);
+}
+
+void
+smtpc_tls_started(struct smtpc *c)
+{
+	if (c->state == SMTPC_ST_FAILED || c->state == SMTPC_ST_CLOSED)
+		return;
+	TN_ASSERT(c->state == SMTPC_ST_TLS);
+	c->tls_on = true;
+	/* RFC 3207 §4.2: the client MUST discard any knowledge obtained from
+	 * the server before TLS, and should send EHLO first */
+	c->ext = 0;
+	c->size_max = 0;
+	c->auth_mechs = 0;
+	c->state = SMTPC_ST_EHLO;
+	c->ext_new = 0;
+	c->size_new = 0;
+	c->auth_new = 0;
+	send_ehlo(c, "EHLO");
+}
+
 static void
 hello_reply(struct smtpc *c)
 {
@@ -321,9 +445,9 @@ hello_reply(struct smtpc *c)
 		if (c->state == SMTPC_ST_EHLO) {
 			c->ext = c->ext_new;
 			c->size_max = c->size_new;
+			c->auth_mechs = c->auth_new;
 		}
-		c->state = SMTPC_ST_READY;
-		smtpc_ev_push(c, SMTPC_EV_READY, 0, true);
+		opening_next(c, true);
 		return;
 	}
 	if (c->state == SMTPC_ST_EHLO && cls == 5) {
@@ -361,11 +485,24 @@ on_reply(struct smtpc *c)
 		c->state = SMTPC_ST_EHLO;
 		c->ext_new = 0;
 		c->size_new = 0;
+		c->auth_new = 0;
 		send_ehlo(c, "EHLO");
 		return;
 	case SMTPC_ST_EHLO:
 	case SMTPC_ST_HELO:
 		hello_reply(c);
+		return;
+	case SMTPC_ST_STARTTLS:
+		starttls_reply(c);
+		return;
+	case SMTPC_ST_TLS:
+		/* the caller feeds nothing between the 220 and the end of
+		 * the handshake; whatever came was sent in the clear and
+		 * could be an attacker's (RFC 3207 §4.2) */
+		smtpc_fail(c, true, "reply before TLS was started");
+		return;
+	case SMTPC_ST_AUTH:
+		smtpc_auth_reply(c);
 		return;
 	case SMTPC_ST_TX:
 		smtpc_tx_reply(c);
@@ -397,6 +534,12 @@ turn_begin(struct smtpc *c)
 	bool mid_reply = !c->rp_done && (c->rp_lines > 0 || c->line.len > 0);
 
 	c->qhead = 0;
+	/* the credentials the last turn sent are written by now */
+	if (c->out_secret && c->out.len == 0) {
+		if (c->out.p != NULL)
+			explicit_bzero(c->out.p, c->out.cap);
+		c->out_secret = false;
+	}
 	if (!mid_reply) {
 		smtpc_reply_reset(c);
 		if (c->line.cap > SMTPC_IDLE_KEEP)

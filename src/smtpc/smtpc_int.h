@@ -29,6 +29,9 @@ enum smtpc_state {
 	SMTPC_ST_GREETING = 0, /* the 220 is awaited */
 	SMTPC_ST_EHLO,         /* the EHLO reply is awaited */
 	SMTPC_ST_HELO,         /* EHLO was refused; the HELO reply */
+	SMTPC_ST_STARTTLS,     /* the reply to STARTTLS is awaited */
+	SMTPC_ST_TLS,          /* the caller's handshake is awaited */
+	SMTPC_ST_AUTH,         /* a reply in the AUTH exchange is awaited */
 	SMTPC_ST_READY,        /* the caller's turn: begin() or quit() */
 	SMTPC_ST_TX,           /* RSET/MAIL/RCPT/DATA replies awaited */
 	SMTPC_ST_BODY,         /* 354 came: the caller sends the body */
@@ -46,6 +49,14 @@ enum smtpc_step {
 	SMTPC_STEP_DATA,
 };
 
+/* inside SMTPC_ST_AUTH: what the reply answers */
+enum smtpc_auth_step {
+	SMTPC_AUTH_STEP_PLAIN = 0, /* AUTH PLAIN with its initial response */
+	SMTPC_AUTH_STEP_LOGIN,     /* AUTH LOGIN: the 334 for the user name */
+	SMTPC_AUTH_STEP_USER,      /* the user name: the 334 for the password */
+	SMTPC_AUTH_STEP_PASSWORD,  /* the password: 235 or a refusal */
+};
+
 /* what reading a reply gave */
 enum smtpc_rp {
 	SMTPC_RP_MORE = 0,     /* the reply is not complete yet */
@@ -59,6 +70,7 @@ struct smtpc_qev {
 	size_t rcpt;
 	bool with_reply;
 	const char *error;
+	enum smtpc_fail fail;
 };
 
 struct smtpc {
@@ -73,8 +85,20 @@ struct smtpc {
 
 	unsigned ext;              /* SMTPC_EXT_* of the EHLO reply */
 	uint64_t size_max;
+	unsigned auth_mechs;       /* SMTPC_AUTH_* of its AUTH keyword */
 	unsigned ext_new;          /* from the EHLO reply being read */
 	uint64_t size_new;
+	unsigned auth_new;
+
+	/* STARTTLS and AUTH */
+	enum smtpc_tls tls;        /* the caller's policy */
+	bool tls_tried;            /* STARTTLS was sent (or refused) */
+	bool tls_on;               /* smtpc_tls_started() came */
+	char *auth_user;           /* NULL: no AUTH; wiped once used */
+	char *auth_password;
+	enum smtpc_auth_step auth_step;
+	const char *auth_used;     /* the mechanism that succeeded */
+	bool out_secret;           /* out held credentials: wipe it */
 
 	/* the reply being read (or the last one, once rp_done) */
 	struct buf line;           /* the current line, without its LF */
@@ -120,9 +144,25 @@ size_t smtpc_enhanced_len(const char *t, size_t n, unsigned cls);
 void smtpc_ev_push(struct smtpc *c, enum smtpc_event_kind kind, size_t rcpt,
 		   bool with_reply);
 void smtpc_fail(struct smtpc *c, bool with_reply, const char *error);
+/* the same, with a reason other than SMTPC_FAIL_SESSION */
+void smtpc_fail_as(struct smtpc *c, bool with_reply, enum smtpc_fail fail,
+		   const char *error);
+/* the opening is over: READY (with_reply: it carries the reply read) */
+void smtpc_ready(struct smtpc *c, bool with_reply);
 void smtpc_out_str(struct smtpc *c, const char *s);
 /* one line of the EHLO reply after the first: a keyword and its params */
 void smtpc_ehlo_keyword(struct smtpc *c, const char *t, size_t n);
+
+/* smtpc_auth.c */
+/* the opening is done up to AUTH: starts it, or fails the session */
+void smtpc_auth_start(struct smtpc *c);
+void smtpc_auth_reply(struct smtpc *c);
+/* wipes and frees the credentials */
+void smtpc_auth_forget(struct smtpc *c);
+/* the mechanisms in an AUTH keyword's parameters ("PLAIN LOGIN X") */
+unsigned smtpc_auth_parse(const char *t, size_t n);
+/* RFC 4648 §4 base64 of p[0..n) appended to out */
+void smtpc_base64(struct buf *out, const uint8_t *p, size_t n);
 
 /* smtpc_tx.c */
 void smtpc_tx_reply(struct smtpc *c);

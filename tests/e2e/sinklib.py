@@ -1,11 +1,16 @@
 # SPDX-License-Identifier: MIT
 """A handle on one smtpsink.py process (the peer that tern relays to).
 
-Sink(workdir, addr, port, script, mode, extensions) writes the script,
-starts the sink on addr:port (127.0.0.0/8 or ::1 only; on Linux every 127.x.y.z
-address is on the loopback interface without setup), waits until it
-accepts connections, and reads back what it stored: messages() and
-stats(). It stops only its own process, by PID, and every wait is bounded.
+Sink(workdir, addr, port, script, mode, extensions, tls=..., auth=...)
+writes the script, starts the sink on addr:port (127.0.0.0/8 or ::1 only;
+on Linux every 127.x.y.z address is on the loopback interface without
+setup), waits until it accepts connections, and reads back what it stored:
+messages(), stats() and conns(). It stops only its own process, by PID, and
+every wait is bounded.
+
+tls: None, or a dict of smtpsink.py's TLS options {"cert": PEM, "key": PEM,
+"starttls_reply": "454 ...", "break": True, "hang": True}; auth: None, or {"mechanisms":
+"PLAIN,LOGIN", "user": U, "password": P, "clear": True}. See smtpsink.py.
 """
 
 import email
@@ -111,7 +116,8 @@ def find_param(params, keyword):
 class Sink:
     def __init__(self, workdir, addr="127.0.0.2", port=None, script=None,
                  mode="normal", extensions=None, hostname="sink.test",
-                 lifetime=SINK_LIFETIME, idle_timeout=60.0, cut_bytes=None):
+                 lifetime=SINK_LIFETIME, idle_timeout=60.0, cut_bytes=None,
+                 tls=None, auth=None):
         if not addr.startswith("127.") and addr != "::1":
             raise ValueError("sinks listen on 127.0.0.0/8 or ::1 only, not %r"
                              % addr)
@@ -126,6 +132,8 @@ class Sink:
         self.lifetime = lifetime
         self.idle_timeout = idle_timeout
         self.cut_bytes = cut_bytes
+        self.tls = dict(tls or {})
+        self.auth = dict(auth or {})
         self.script_path = self.workdir / "script.json"
         self.set_script(script or {})
         self.proc = None
@@ -157,6 +165,20 @@ class Sink:
             a += ["--ext", e]
         if self.cut_bytes is not None:
             a += ["--cut-bytes", str(self.cut_bytes)]
+        for key, opt in (("cert", "--tls-cert"), ("key", "--tls-key"),
+                         ("starttls_reply", "--starttls-reply")):
+            if self.tls.get(key):
+                a += [opt, str(self.tls[key])]
+        if self.tls.get("break"):
+            a.append("--tls-break")
+        if self.tls.get("hang"):
+            a.append("--tls-hang")
+        for key, opt in (("mechanisms", "--auth"), ("user", "--auth-user"),
+                         ("password", "--auth-password")):
+            if self.auth.get(key) is not None:
+                a += [opt, str(self.auth[key])]
+        if self.auth.get("clear"):
+            a.append("--auth-clear")
         return a
 
     def start(self, wait=True):
@@ -226,6 +248,11 @@ class Sink:
             return json.loads((self.store / "stats.json").read_text())
         except FileNotFoundError:
             return {}
+
+    def conns(self):
+        """Per connection that sent bytes: peer, helo, commands, tls,
+        tls_error, auth (see smtpsink.py)."""
+        return [c for c in self.stats().get("conns", []) if c["sent_bytes"]]
 
     def messages(self):
         """Every stored message, in arrival order."""

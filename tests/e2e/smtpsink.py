@@ -5,6 +5,9 @@
     smtpsink.py --listen 127.0.0.2:2526 --dir DIR [--mode normal]
                 [--script FILE] [--ext PIPELINING,8BITMIME,SIZE=1000]
                 [--hostname sink.test] [--lifetime 120] [--cut-bytes 64]
+                [--tls-cert PEM --tls-key PEM] [--starttls-reply TEXT]
+                [--tls-break | --tls-hang] [--auth PLAIN,LOGIN --auth-user U
+                --auth-password P] [--auth-clear]
 
 It listens on one address (127.0.0.0/8 only), records what it sees in DIR
 and exits 0 on SIGTERM or when --lifetime seconds have passed.
@@ -13,8 +16,9 @@ DIR/msg-NNNNNN.eml     the message bytes as received (dot-stuffing undone)
 DIR/msg-NNNNNN.json    its envelope: mail_from, rcpt_tos, mail_options,
                        rcpt_options (one list per recipient), peer, helo,
                        conn (connection number), seq (message number on
-                       that connection), size, has_8bit. Written after the
-                       .eml, each by rename, so a .json means both are
+                       that connection), size, has_8bit, tls (as in conns
+                       below, or null), auth_user (or null). Written after
+                       the .eml, each by rename, so a .json means both are
                        complete.
 DIR/stats.json         accepted (TCP connections), connections (those on
                        which the client sent at least one byte: a readiness
@@ -24,8 +28,9 @@ DIR/stats.json         accepted (TCP connections), connections (those on
                        data_attempts, pipelining_violations (commands that
                        arrived before the previous reply while PIPELINING
                        was not advertised, RFC 2920 §3.1), conns (per
-                       connection: peer, helo, commands, messages), errors
-                       (exceptions inside the sink: always a sink bug).
+                       connection: peer, helo, commands, messages, tls,
+                       tls_error, auth), errors (exceptions inside the
+                       sink: always a sink bug).
 
 Modes. "normal" is aiosmtpd with scripted replies. The script (JSON, read
 again at every new connection when it changed) is
@@ -51,6 +56,20 @@ SMTPUTF8, DSN, ENHANCEDSTATUSCODES, SIZE=10485760; "none" for none). A
 MAIL or RCPT parameter of an extension that was not advertised gets 555
 (RFC 5321 §4.1.1.11), so a client that ignores the EHLO reply is caught.
 
+TLS and AUTH (normal mode only). --tls-cert/--tls-key offer STARTTLS
+(RFC 3207) with that certificate chain; a connection's "tls" is then
+{"version", "cipher", "sni", "after": commands before the handshake}, and
+"tls_error" says why a handshake failed (the client refused the
+certificate, say). --starttls-reply "454 4.7.0 ..." offers STARTTLS but
+answers it with that reply; --tls-break answers 220 and then sends bytes
+that are not TLS and closes (a broken TLS stack); --tls-hang answers 220
+and then sends nothing (a handshake that never ends). --auth PLAIN,LOGIN
+offers those mechanisms once TLS is up (--auth-clear: also before, to
+catch a client that would send credentials in the clear); with
+--auth-user and --auth-password, MAIL needs a successful AUTH (530
+otherwise) and a connection's "auth" lists every attempt: {"mechanism",
+"user", "password", "ok", "tls"}.
+
 The other modes are plain asyncio, a minimal accepting server with one
 fault each:
   huge-reply          the EHLO reply is one 100 KB line
@@ -73,6 +92,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 import traceback
@@ -162,7 +182,8 @@ class Recorder:
         self.accepted += 1
         c = {"id": self.accepted, "peer": "%s:%d" % peer[:2], "helo": None,
              "commands": [], "messages": 0, "sent_bytes": False,
-             "open": True}
+             "open": True, "tls": None, "tls_error": None, "auth": [],
+             "auth_user": None}
         self.conns.append(c)
         if len(self.conns) > CONNS_RECORDED_MAX:
             # keep the counts right: drop only the details
@@ -187,6 +208,7 @@ class Recorder:
         base = os.path.join(self.dir, "msg-%06d" % self.nmsg)
         rec = dict(envelope)
         rec.update({"peer": conn["peer"], "helo": conn["helo"],
+                    "tls": conn.get("tls"), "auth_user": conn.get("auth_user"),
                     "conn": conn["id"], "seq": conn["messages"],
                     "size": len(data),
                     "has_8bit": any(b > 127 for b in data),
@@ -254,10 +276,43 @@ def bad_params(params, allowed):
 # ---------------------------------------------------------------------------
 # normal mode: aiosmtpd
 
+def make_tls_context(args):
+    """The server side of STARTTLS, or None; SNI names the client sent are
+    kept per SSL object until the handshake is recorded."""
+    if not args.tls_cert:
+        return None, {}
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key or args.tls_cert)
+    snis = {}
+
+    def sni(sslobj, name, _ctx):
+        snis[id(sslobj)] = name
+    ctx.sni_callback = sni
+    return ctx, snis
+
+
 def make_normal_server(args, rec, ext):
-    from aiosmtpd.smtp import SMTP
+    from aiosmtpd.smtp import SMTP, AuthResult
 
     size_limit = ext.get("SIZE")
+    tls_context, snis = make_tls_context(args)
+    offer_tls = bool(tls_context or args.starttls_reply or args.tls_break or
+                     args.tls_hang)
+    mechs = [m.strip().upper() for m in (args.auth or "").split(",")
+             if m.strip()]
+    need_auth = bool(mechs and args.auth_user is not None)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = (user == args.auth_user and password == args.auth_password)
+        server.conn["auth"].append({
+            "mechanism": mechanism, "user": user, "password": password,
+            "ok": ok, "tls": server._tls_protocol is not None})
+        if ok:
+            server.conn["auth_user"] = user
+        rec.write_stats()
+        return AuthResult(success=ok, handled=False)
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
@@ -268,7 +323,14 @@ def make_normal_server(args, rec, ext):
             super().__init__(Handler(), hostname=args.hostname,
                              data_size_limit=size_limit or None,
                              enable_SMTPUTF8="SMTPUTF8" in ext,
-                             decode_data=False, timeout=args.idle_timeout)
+                             decode_data=False, timeout=args.idle_timeout,
+                             tls_context=tls_context,
+                             require_starttls=False,
+                             authenticator=authenticator,
+                             auth_require_tls=not args.auth_clear,
+                             auth_exclude_mechanism=[
+                                 m for m in ("PLAIN", "LOGIN")
+                                 if m not in mechs])
             # per instance: the class-level table is shared and mutated by
             # aiosmtpd's own EHLO
             self.command_size_limits = collections.defaultdict(lambda: LINE_MAX)
@@ -347,8 +409,50 @@ def make_normal_server(args, rec, ext):
                 if k in ext:
                     lines.append(k if k != "SIZE" or not ext[k]
                                  else "SIZE %d" % ext[k])
+            in_tls = self._tls_protocol is not None
+            if offer_tls and not in_tls:
+                lines.append("STARTTLS")
+            if mechs and (in_tls or args.auth_clear):
+                lines.append("AUTH " + " ".join(mechs))
             for i, l in enumerate(lines):
                 await self.push(("250 " if i == len(lines) - 1 else "250-") + l)
+
+        async def smtp_STARTTLS(self, arg):
+            if args.starttls_reply:
+                await self.push(args.starttls_reply)
+                return
+            if args.tls_break:
+                await self.push("220 2.0.0 Ready to start TLS")
+                self.transport.write(b"this is not a TLS record\r\n" * 4)
+                self.transport.close()
+                return
+            if args.tls_hang:
+                await self.push("220 2.0.0 Ready to start TLS")
+                await asyncio.sleep(args.idle_timeout)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            before = len(self.conn["commands"])   # STARTTLS included
+            try:
+                await super().smtp_STARTTLS(arg)
+            except Exception as e:
+                # the client gave up on the handshake (a certificate it
+                # does not trust): record it, not a sink error
+                cause = e.__cause__ or e
+                self.conn["tls_error"] = "%s: %s" % (
+                    type(cause).__name__, cause)
+                rec.write_stats()
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            info = self.session.ssl or {}
+            obj = info.get("ssl_object")
+            if obj is not None:
+                self.conn["tls"] = {"version": obj.version(),
+                                    "cipher": obj.cipher()[0],
+                                    "sni": snis.pop(id(obj), None),
+                                    "after": before}
+                rec.write_stats()
 
         async def smtp_HELO(self, hostname):
             if hostname:
@@ -358,6 +462,9 @@ def make_normal_server(args, rec, ext):
         async def smtp_MAIL(self, arg):
             if not self.session.host_name:
                 await self.push("503 5.5.1 Error: send HELO first")
+                return
+            if need_auth and not self.session.authenticated:
+                await self.push("530 5.7.0 Authentication required")
                 return
             if self.envelope.mail_from is not None:
                 await self.push("503 5.5.1 Error: nested MAIL command")
@@ -647,7 +754,23 @@ def main():
     ap.add_argument("--lifetime", type=float, default=120.0)
     ap.add_argument("--idle-timeout", type=float, default=60.0)
     ap.add_argument("--cut-bytes", type=int, default=64)
+    ap.add_argument("--tls-cert", help="offer STARTTLS with this PEM chain")
+    ap.add_argument("--tls-key", help="its key (default: in --tls-cert)")
+    ap.add_argument("--starttls-reply", help="offer STARTTLS, answer this")
+    ap.add_argument("--tls-break", action="store_true",
+                    help="answer STARTTLS with 220, then garbage")
+    ap.add_argument("--tls-hang", action="store_true",
+                    help="answer STARTTLS with 220, then nothing")
+    ap.add_argument("--auth", help="SASL mechanisms offered: PLAIN,LOGIN")
+    ap.add_argument("--auth-user")
+    ap.add_argument("--auth-password")
+    ap.add_argument("--auth-clear", action="store_true",
+                    help="offer AUTH before TLS too")
     args = ap.parse_args()
+    if args.mode != "normal" and (args.tls_cert or args.starttls_reply or
+                                  args.tls_break or args.tls_hang or
+                                  args.auth):
+        raise SystemExit("smtpsink: TLS and AUTH need --mode normal")
     os.makedirs(args.dir, exist_ok=True)
     # aiosmtpd logs every client mistake with a traceback; keep that out of
     # stderr, which the fixture checks for the sink's own failures

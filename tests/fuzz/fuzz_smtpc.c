@@ -2,13 +2,18 @@
 /*
  * libFuzzer target for the SMTP client engine. The first input octet picks
  * the limits, the transactions' shape and how the rest is cut into reads;
- * the rest is what the server sends. The caller begins a transaction at
- * each READY/TX_DONE (two, then QUIT), sends a body with dots and bare
- * line ends in pieces, and checks with TN_ASSERT: every command line ends
- * in CRLF with no CR or LF inside, RESULTs come in recipient order, once
- * each, and all before TX_DONE, nothing follows FAILED, feed() returns -1
- * from then on, the body on the wire is dot-stuffed CRLF text, and a
- * reply's text fits reply_max.
+ * the rest is what the server sends, and its last octet also picks the
+ * STARTTLS policy, whether to log in (AUTH) and whether the caller's TLS
+ * handshake fails. The caller begins a transaction at each READY/TX_DONE
+ * (two, then QUIT), sends a body with dots and bare line ends in pieces,
+ * says TLS is up at each STARTTLS (or gives up), and checks with
+ * TN_ASSERT: every command line ends in CRLF with no CR or LF inside,
+ * RESULTs come in recipient order, once each, and all before TX_DONE,
+ * nothing follows FAILED, feed() returns -1 from then on, the body on the
+ * wire is dot-stuffed CRLF text, a reply's text fits reply_max, nothing
+ * goes out between STARTTLS's 220 and the end of the handshake, no AUTH
+ * and no credential before TLS, no mail command in the clear when TLS is
+ * required, and READY comes only after the TLS and login asked for.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -31,9 +36,22 @@ static const struct smtpc_rcpt rcpts[NRCPTS_MAX] = {
 static const char body[] = "Subject: x\n\n.line\r\n..\rbare cr\r\n.\r\n"
 			   "\xc3\xa9 8bit\nend";
 
+/* base64 of the user name and password (LOGIN), and of the PLAIN
+ * message: none may go out before TLS */
+#define FZ_USER "fz-user"
+#define FZ_PASS "fz-pass"
+static const char *const secrets[] = {
+	"ZnotdXNlcg==", "ZnotcGFzcw==", /* "fz-user", "fz-pass" */
+	"AGZ6LXVzZXIAZnotcGFzcw==", /* "\0fz-user\0fz-pass" */
+};
+
 struct fz {
 	struct smtpc *c;
 	const struct smtpc_params *params;
+	bool tls_on;           /* the caller said TLS is up */
+	bool tls_waiting;      /* STARTTLS came, the handshake runs */
+	bool gave_up;          /* the handshake "failed": the caller closed */
+	bool hold_tls;         /* ... which it does at STARTTLS */
 	struct smtpc_tx tx[2];
 	unsigned ntx;          /* transactions begun */
 	bool open;             /* a transaction is open */
@@ -83,6 +101,17 @@ check_body(const struct buf *w)
 	}
 }
 
+static bool
+has(const uint8_t *p, size_t n, const char *s)
+{
+	size_t k = strlen(s);
+
+	for (size_t i = 0; i + k <= n; i++)
+		if (memcmp(p + i, s, k) == 0)
+			return true;
+	return false;
+}
+
 static void
 take_output(struct fz *f)
 {
@@ -92,6 +121,19 @@ take_output(struct fz *f)
 		TN_ASSERT(buf_append(&f->wire, out->p, out->len) == 0);
 	else
 		check_commands(out->p, out->len);
+	/* RFC 3207 §4.2: nothing between the 220 and the handshake */
+	TN_ASSERT(!f->tls_waiting || out->len == 0);
+	if (!f->tls_on) {
+		/* credentials never in the clear (RFC 4954 §4) */
+		TN_ASSERT(!has(out->p, out->len, "AUTH"));
+		for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]);
+		     i++)
+			TN_ASSERT(!has(out->p, out->len, secrets[i]));
+		/* TLS required: no mail command in the clear */
+		if (f->params->tls == SMTPC_TLS_REQUIRE)
+			TN_ASSERT(!has(out->p, out->len, "MAIL FROM") &&
+				  !has(out->p, out->len, "QUIT"));
+	}
 	buf_reset(out);
 }
 
@@ -162,8 +204,36 @@ drain(struct fz *f)
 		case SMTPC_EV_READY:
 			TN_ASSERT(!f->open && f->ntx == 0);
 			check_reply(f, &ev.reply);
-			TN_ASSERT(ev.reply.code / 100 == 2);
+			/* code 0 after a refused STARTTLS or after AUTH */
+			TN_ASSERT(ev.reply.code / 100 == 2 ||
+				  ev.reply.code == 0);
+			TN_ASSERT(smtpc_tls_active(f->c) == f->tls_on);
+			if (f->params->tls == SMTPC_TLS_REQUIRE)
+				TN_ASSERT(f->tls_on);
+			if (f->params->auth_user != NULL)
+				TN_ASSERT(f->tls_on &&
+					  smtpc_auth_used(f->c) != NULL);
+			else
+				TN_ASSERT(smtpc_auth_used(f->c) == NULL);
 			next_act(f);
+			break;
+		case SMTPC_EV_STARTTLS:
+			TN_ASSERT(f->params->tls != SMTPC_TLS_NONE);
+			TN_ASSERT(!f->tls_on && !f->tls_waiting);
+			TN_ASSERT(ev.reply.code == 220);
+			TN_ASSERT(strcmp(smtpc_stage(f->c),
+					 "TLS handshake") == 0);
+			TN_ASSERT(smtpc_timeout(f->c) > 0);
+			if (f->hold_tls) {
+				/* the handshake failed: the caller closes */
+				f->gave_up = true;
+				f->tls_waiting = true;
+				break;
+			}
+			smtpc_tls_started(f->c);
+			f->tls_on = true;
+			TN_ASSERT(smtpc_extensions(f->c) == 0);
+			TN_ASSERT(strcmp(smtpc_stage(f->c), "EHLO") == 0);
 			break;
 		case SMTPC_EV_RESULT:
 			TN_ASSERT(f->open);
@@ -192,6 +262,14 @@ drain(struct fz *f)
 		case SMTPC_EV_FAILED:
 			TN_ASSERT(ev.error != NULL && ev.error[0] != '\0');
 			check_reply(f, &ev.reply);
+			TN_ASSERT(ev.fail <= SMTPC_FAIL_AUTH);
+			if (ev.fail == SMTPC_FAIL_TLS)
+				TN_ASSERT(f->params->tls == SMTPC_TLS_REQUIRE &&
+					  !f->tls_on);
+			if (ev.fail == SMTPC_FAIL_AUTH_CLEAR)
+				TN_ASSERT(!f->tls_on);
+			if (ev.fail >= SMTPC_FAIL_AUTH_CLEAR)
+				TN_ASSERT(f->params->auth_user != NULL);
 			f->failed = true;
 			break;
 		default:
@@ -218,6 +296,8 @@ feed(struct fz *f, const uint8_t *p, size_t n)
 		p += used;
 		n -= used;
 		drain(f);
+		if (f->gave_up)
+			return false;
 		if (r < 0) {
 			TN_ASSERT(f->failed || f->quit);
 			TN_ASSERT(smtpc_feed(f->c, p, n, &used) == -1);
@@ -248,9 +328,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size--;
 	params.reply_max = (cfg & 0x01) ? 64 : 4096;
 	params.reply_lines_max = (cfg & 0x02) ? 3 : 50;
+	/* the last octet (still fed as data): TLS policy, AUTH, handshake */
+	uint8_t cfg2 = size > 0 ? data[size - 1] : 0;
+	params.tls = (enum smtpc_tls)(cfg2 % 3);
+	if (cfg2 & 0x04) {
+		params.auth_user = FZ_USER;
+		params.auth_password = FZ_PASS;
+	}
 
 	memset(&f, 0, sizeof(f));
 	f.params = &params;
+	f.hold_tls = (cfg2 & 0x10) != 0;
 	f.cut = cfg;
 	buf_init(&f.wire, 0);
 	for (unsigned i = 0; i < 2; i++) {
@@ -290,7 +378,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		open = feed(&f, data, size);
 	}
 	/* the caller's calls after the end do nothing */
-	if (!open) {
+	if (!open && !f.gave_up) {
 		smtpc_body(f.c, (const uint8_t *)"x", 1);
 		smtpc_body_end(f.c);
 		smtpc_quit(f.c);

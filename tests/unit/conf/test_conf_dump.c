@@ -104,6 +104,7 @@ assert_same(const struct tern_conf *a, const struct tern_conf *b)
 				    b->routes[i].via.host);
 		assert_int_equal(a->routes[i].via.port, b->routes[i].via.port);
 		assert_int_equal(a->routes[i].via.mx, b->routes[i].via.mx);
+		assert_int_equal(a->routes[i].via.tls, b->routes[i].via.tls);
 	}
 	assert_int_equal(a->retry_min, b->retry_min);
 	assert_int_equal(a->retry_max, b->retry_max);
@@ -122,6 +123,12 @@ assert_same(const struct tern_conf *a, const struct tern_conf *b)
 	assert_int_equal(a->relay_timeout_data, b->relay_timeout_data);
 	assert_int_equal(a->relay_timeout_block, b->relay_timeout_block);
 	assert_int_equal(a->relay_timeout_dot, b->relay_timeout_dot);
+	assert_string_equal(a->relay_tls, b->relay_tls);
+	assert_string_equal(a->relay_tls_ca_file, b->relay_tls_ca_file);
+	assert_string_equal(a->smarthost_tls, b->smarthost_tls);
+	assert_string_equal(a->smarthost_user, b->smarthost_user);
+	assert_string_equal(a->smarthost_password_file,
+			    b->smarthost_password_file);
 	assert_string_equal(a->srs_secret, b->srs_secret);
 	assert_string_equal(a->srs_domain, b->srs_domain);
 	assert_int_equal(a->srs_max_age, b->srs_max_age);
@@ -205,6 +212,8 @@ static const char *const round_trips[] = {
 	"route = Example.COM [mail.internal.example]:2525\n"
 	"route = example.info relay.example\n"
 	"route = example.biz [192.0.2.9]\n"
+	"route = example.net [192.0.2.10]:2525 tls=verify\n"
+	"route = example.edu mx.example.edu tls=NONE\n"
 	"retry_min = 1s\n"
 	"retry_max = 1d\n"
 	"queue_lifetime = 7d\n"
@@ -221,6 +230,11 @@ static const char *const round_trips[] = {
 	"relay_timeout_data = 5s\n"
 	"relay_timeout_block = 6s\n"
 	"relay_timeout_dot = 7s\n"
+	"relay_tls = verify\n"
+	"relay_tls_ca_file = /etc/tern/ca.pem\n"
+	"smarthost_tls = Encrypt\n"
+	"smarthost_user = relay user\n"
+	"smarthost_password_file = /etc/tern/smarthost.pw\n"
 	"srs_secret = s3cret\n"
 	"srs_domain = SRS.Example.org\n"
 	"srs_max_age = 30\n"

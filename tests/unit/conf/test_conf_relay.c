@@ -2,8 +2,9 @@
 /*
  * The relay keys: relay_from networks and their matching (IPv4, IPv6,
  * IPv4-mapped), relay host syntax for smarthost and route, the route
- * chosen for a domain, alias targets elsewhere (conf_resolve_targets),
- * and the refusals of bad values.
+ * chosen for a domain, the TLS policy of each way out (relay_tls,
+ * smarthost_tls, a route's tls=), alias targets elsewhere
+ * (conf_resolve_targets), and the refusals of bad values.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -185,6 +186,68 @@ test_route_for(void **state)
 }
 
 static void
+test_tls_policy(void **state)
+{
+	struct tern_conf *conf = load("user = a\n");
+	const struct conf_relay_host *h;
+	enum conf_tls_policy p;
+
+	(void)state;
+	/* the defaults: opportunistic everywhere, no login */
+	assert_string_equal(conf->relay_tls, "may");
+	assert_string_equal(conf->smarthost_tls, "may");
+	assert_string_equal(conf->relay_tls_ca_file, "");
+	assert_string_equal(conf->smarthost_user, "");
+	assert_string_equal(conf->smarthost_password_file, "");
+	assert_int_equal(conf_relay_tls(conf, NULL), CONF_TLS_MAY);
+	conf_free(&conf);
+
+	conf = load("user = a\n"
+		    "relay_tls = Encrypt\n"
+		    "smarthost_tls = VERIFY\n"
+		    "relay_tls_ca_file = /etc/tern/ca.pem\n"
+		    "smarthost = [smtp.isp.example]:587\n"
+		    "smarthost_user = me@isp.example\n"
+		    "smarthost_password_file = /etc/tern/pw\n"
+		    "route = a.example [10.0.0.1]:2525 tls=none\n"
+		    "route = b.example mx.b.example  TLS=Verify\n"
+		    "route = c.example [10.0.0.3]\n");
+	assert_string_equal(conf->relay_tls, "encrypt");
+	assert_string_equal(conf->smarthost_tls, "verify");
+	assert_string_equal(conf->relay_tls_ca_file, "/etc/tern/ca.pem");
+	assert_string_equal(conf->smarthost_user, "me@isp.example");
+	assert_string_equal(conf->smarthost_password_file, "/etc/tern/pw");
+	/* MX hosts: relay_tls */
+	assert_int_equal(conf_relay_tls(conf, NULL), CONF_TLS_ENCRYPT);
+	h = conf_route_for(conf, "a.example");
+	assert_string_equal(h->host, "10.0.0.1");
+	assert_int_equal(h->port, 2525);
+	assert_int_equal(h->tls, CONF_TLS_NONE);
+	assert_false(conf_via_smarthost(conf, h));
+	assert_int_equal(conf_relay_tls(conf, h), CONF_TLS_NONE);
+	h = conf_route_for(conf, "b.example");
+	assert_string_equal(h->host, "mx.b.example");
+	assert_true(h->mx);
+	assert_int_equal(conf_relay_tls(conf, h), CONF_TLS_VERIFY);
+	/* a route without tls= follows relay_tls, not smarthost_tls */
+	h = conf_route_for(conf, "c.example");
+	assert_int_equal(h->tls, CONF_TLS_DEFAULT);
+	assert_int_equal(conf_relay_tls(conf, h), CONF_TLS_ENCRYPT);
+	h = conf_route_for(conf, "elsewhere.example");
+	assert_true(conf_via_smarthost(conf, h));
+	assert_int_equal(conf_relay_tls(conf, h), CONF_TLS_VERIFY);
+	conf_free(&conf);
+
+	for (int i = CONF_TLS_NONE; i <= CONF_TLS_VERIFY; i++) {
+		assert_int_equal(conf_tls_policy_parse(
+			conf_tls_policy_name((enum conf_tls_policy)i), &p), 0);
+		assert_int_equal(p, i);
+	}
+	assert_int_equal(conf_tls_policy_parse("default", &p), -1);
+	assert_int_equal(conf_tls_policy_parse("", &p), -1);
+}
+
+static void
 test_targets(void **state)
 {
 	struct tern_conf *conf = load(
@@ -256,6 +319,17 @@ static const struct bad_case bad_cases[] = {
 	{ "queue_lifetime = 61d", "above the maximum" },
 	{ "srs_domain = not a domain", "is not a domain name" },
 	{ "relay_port = 0", "below the minimum" },
+	{ "relay_tls = maybe", "is not none, may, encrypt or verify" },
+	{ "relay_tls =", "missing value" },
+	{ "smarthost_tls = dane", "is not none, may, encrypt or verify" },
+	{ "relay_tls_ca_file = ca.pem", "is not an absolute path" },
+	{ "smarthost_password_file = pw", "is not an absolute path" },
+	{ "route = a.example x.example tls=bogus",
+	  "is not none, may, encrypt or verify" },
+	{ "route = a.example x.example tls=", "is not none, may" },
+	{ "route = a.example x.example port=25", "unknown route option" },
+	{ "route = a.example x.example tls=may tls=none", "tls= given twice" },
+	{ "route = a.example [x.example:25", "is not host, host:port" },
 };
 
 static void
@@ -290,6 +364,7 @@ main(void)
 		cmocka_unit_test(test_relay_allowed),
 		cmocka_unit_test(test_relay_host),
 		cmocka_unit_test(test_route_for),
+		cmocka_unit_test(test_tls_policy),
 		cmocka_unit_test(test_targets),
 		cmocka_unit_test(test_bad),
 	};

@@ -123,6 +123,8 @@ struct tcase {
 
 /* the parameters of the engines run_case() makes; NULL: the defaults */
 static const struct smtpc_params *case_params;
+/* STARTTLS: the caller does not say TLS is up (the handshake hangs) */
+static bool hold_tls;
 
 struct harness {
 	const struct tcase *tc;
@@ -236,10 +238,26 @@ drain(struct harness *h)
 		case SMTPC_EV_READY:
 			buf_append_str(l, "READY ");
 			log_reply(l, &ev.reply);
-			buf_printf(l, " ext=%#x size=%llu\n",
+			buf_printf(l, " ext=%#x size=%llu",
 				   smtpc_extensions(h->c),
 				   (unsigned long long)smtpc_size_max(h->c));
+			if (smtpc_tls_active(h->c))
+				buf_append_str(l, " tls");
+			if (smtpc_auth_used(h->c) != NULL)
+				buf_printf(l, " auth=%s",
+					   smtpc_auth_used(h->c));
+			buf_append_str(l, "\n");
 			next_act(h);
+			break;
+		case SMTPC_EV_STARTTLS:
+			buf_append_str(l, "STARTTLS ");
+			log_reply(l, &ev.reply);
+			buf_append_str(l, "\n");
+			/* nothing is sent until the handshake is done */
+			assert_int_equal(smtpc_out(h->c)->len, 0);
+			assert_string_equal(smtpc_stage(h->c), "TLS handshake");
+			if (!hold_tls)
+				smtpc_tls_started(h->c);
 			break;
 		case SMTPC_EV_RESULT:
 			assert_true(ev.rcpt < h->nrcpts);
@@ -268,12 +286,23 @@ drain(struct harness *h)
 			h->cur = NULL;
 			next_act(h);
 			break;
-		case SMTPC_EV_FAILED:
+		case SMTPC_EV_FAILED: {
+			static const char *const kinds[] = {
+				[SMTPC_FAIL_SESSION] = "",
+				[SMTPC_FAIL_TLS] = "tls: ",
+				[SMTPC_FAIL_AUTH_CLEAR] = "auth-clear: ",
+				[SMTPC_FAIL_AUTH_MECH] = "auth-mech: ",
+				[SMTPC_FAIL_AUTH] = "auth: ",
+			};
 			assert_non_null(ev.error);
-			buf_printf(l, "FAILED %s | ", ev.error);
+			assert_true((size_t)ev.fail <
+				    sizeof(kinds) / sizeof(kinds[0]));
+			buf_printf(l, "FAILED %s%s | ", kinds[ev.fail],
+				   ev.error);
 			log_reply(l, &ev.reply);
 			buf_append_str(l, "\n");
 			break;
+		}
 		default:
 			fail_msg("unexpected event %d", ev.kind);
 		}
@@ -440,6 +469,9 @@ run_cases(const struct tcase *cases, size_t n)
 #define READY_ALL "READY 250 mx.test Hello PIPELINING SIZE 10000 8BITMIME " \
 	"SMTPUTF8 DSN ENHANCEDSTATUSCODES STARTTLS CHUNKING AUTH PLAIN " \
 	"LOGIN ext=" EXT_ALL " size=10000\n"
+/* every extension but STARTTLS */
+#define EHLO_ALL_NO_TLS "250-mx.test Hello\r\n250-PIPELINING\r\n" \
+	"250-SIZE 10000\r\n250-8BITMIME\r\n250 AUTH PLAIN\r\n"
 /* no extension: one command per reply */
 #define EHLO_NONE "250 mx.test\r\n"
 #define READY_NONE "READY 250 mx.test ext=0 size=0\n"
@@ -1554,6 +1586,347 @@ test_many_rcpts(void **state)
 	buf_clear(&in);
 }
 
+/* ------------------------------------------------------------------ */
+/* STARTTLS (RFC 3207) and AUTH (RFC 4954) */
+
+static const struct smtpc_params p_may = {
+	.helo_name = "client.test", .tls = SMTPC_TLS_MAY,
+};
+static const struct smtpc_params p_require = {
+	.helo_name = "client.test", .tls = SMTPC_TLS_REQUIRE,
+};
+static const struct smtpc_params p_auth = {
+	.helo_name = "client.test", .tls = SMTPC_TLS_REQUIRE,
+	.auth_user = "user", .auth_password = "pass",
+};
+static const struct smtpc_params p_auth_may = {
+	.helo_name = "client.test", .tls = SMTPC_TLS_MAY,
+	.auth_user = "user", .auth_password = "pass",
+};
+static const struct smtpc_params p_auth_none = {
+	.helo_name = "client.test", .tls = SMTPC_TLS_NONE,
+	.auth_user = "user", .auth_password = "pass",
+};
+
+/* before TLS: STARTTLS among others, which must be forgotten after it */
+#define EHLO_TLS "250-mx.test\r\n250-SIZE 10000\r\n250-8BITMIME\r\n" \
+	"250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n"
+#define READY_TLS_CLEAR "READY 250 mx.test SIZE 10000 8BITMIME AUTH " \
+	"PLAIN LOGIN STARTTLS ext=0x146 size=10000\n"
+#define STARTTLS "STARTTLS\r\n"
+#define GO_TLS "220 2.0.0 Ready to start TLS\r\n"
+#define GO_TLS_E "STARTTLS 220 [2.0.0] Ready to start TLS\n"
+/* over TLS: STARTTLS offered again (never sent twice) */
+#define EHLO_IN_TLS "250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+#define READY_IN_TLS "READY 250 mx.test PIPELINING STARTTLS ext=0x41 " \
+	"size=0 tls\n"
+#define EHLO_AUTH(mechs) "250-mx.test\r\n250 AUTH " mechs "\r\n"
+/* base64 of "\0user\0pass" (RFC 4616), "user" and "pass" */
+#define AUTH_PLAIN "AUTH PLAIN AHVzZXIAcGFzcw==\r\n"
+#define AUTH_LOGIN "AUTH LOGIN\r\n"
+#define B64_USER "dXNlcg==\r\n"
+#define B64_PASS "cGFzcw==\r\n"
+#define ASK_USER "334 VXNlcm5hbWU6\r\n"
+#define ASK_PASS "334 UGFzc3dvcmQ6\r\n"
+#define AUTH_OK "235 2.7.0 Authentication successful\r\n"
+#define AUTH_BAD "535 5.7.8 Authentication credentials invalid\r\n"
+#define AUTH_BAD_E "535 [5.7.8] Authentication credentials invalid"
+
+static void
+test_starttls(void **state)
+{
+	static const struct tcase may[] = {
+		{ "may: offered", GREET EHLO_TLS GO_TLS EHLO_IN_TLS BYE, 0,
+		  { DO_QUIT }, EHLO STARTTLS EHLO QUIT,
+		  GO_TLS_E READY_IN_TLS "END\nSTAGE QUIT 0\n" },
+		{ "may: a transaction over TLS", GREET EHLO_TLS GO_TLS
+		  EHLO_IN_TLS OK "250 2.1.5 Ok\r\n" GO QUEUED BYE, 0,
+		  { BEGIN(tx1), DO_QUIT },
+		  EHLO STARTTLS EHLO MAIL1 RCPT_A DATA HELLO QUIT,
+		  GO_TLS_E READY_IN_TLS GO_E "RESULT 0 " QUEUED_E
+		  "\nTX_DONE\nEND\nSTAGE QUIT 0\n" },
+		{ "may: not offered", GREET EHLO_PIPE BYE, 0, { DO_QUIT },
+		  EHLO QUIT, READY_PIPE "END\nSTAGE QUIT 0\n" },
+		/* RFC 3207 §4: 454, and the session goes on as before */
+		{ "may: 454", GREET EHLO_TLS "454 4.7.0 TLS not available\r\n"
+		  OK "250 2.1.5 Ok\r\n" GO QUEUED, 0, { BEGIN(tx1) },
+		  EHLO STARTTLS "MAIL FROM:<s@x.test> SIZE=100\r\n" RCPT_A
+		  DATA HELLO, "READY 0 ext=0x146 size=10000\n" GO_E
+		  "RESULT 0 " QUEUED_E "\nTX_DONE\nSTAGE idle 0\n" },
+		{ "may: 502", GREET EHLO_TLS "502 5.5.1 no\r\n", 0, { { 0 } },
+		  EHLO STARTTLS, "READY 0 ext=0x146 size=10000\n"
+		  "STAGE idle 0\n" },
+		{ "may: 421 to STARTTLS", GREET EHLO_TLS "421 4.3.2 bye\r\n", 0,
+		  { { 0 } }, EHLO STARTTLS,
+		  "FAILED server is closing the session | 421 [4.3.2] bye\n"
+		  "END\nSTAGE STARTTLS 0\n" },
+		{ "may: STARTTLS pending", GREET EHLO_TLS, 0, { { 0 } },
+		  EHLO STARTTLS, "STAGE STARTTLS 300\n" },
+		{ "may: EHLO over TLS pending", GREET EHLO_TLS GO_TLS, 0,
+		  { { 0 } }, EHLO STARTTLS EHLO,
+		  GO_TLS_E "STAGE EHLO 300\n" },
+		/* STARTTLS only follows EHLO (HELO offers nothing) */
+		{ "may: HELO", GREET "502 no\r\n250 mx.test\r\n", 0, { { 0 } },
+		  EHLO HELO, READY_NONE "STAGE idle 0\n" },
+		/* RFC 3207 §4.2: EHLO over TLS refused, HELO over TLS */
+		{ "may: EHLO over TLS refused", GREET EHLO_TLS GO_TLS
+		  "502 no\r\n250 mx.test\r\n", 0, { { 0 } },
+		  EHLO STARTTLS EHLO HELO, GO_TLS_E "READY 250 mx.test ext=0 "
+		  "size=0 tls\nSTAGE idle 0\n" },
+	};
+	static const struct tcase none[] = {
+		{ "none: offered", GREET EHLO_TLS BYE, 0, { DO_QUIT },
+		  EHLO QUIT, READY_TLS_CLEAR "END\nSTAGE QUIT 0\n" },
+	};
+	static const struct tcase require[] = {
+		{ "require: offered", GREET EHLO_TLS GO_TLS EHLO_IN_TLS, 0,
+		  { { 0 } }, EHLO STARTTLS EHLO,
+		  GO_TLS_E READY_IN_TLS "STAGE idle 0\n" },
+		/* nothing after EHLO goes in the clear */
+		{ "require: not offered", GREET EHLO_ALL_NO_TLS, 0, { { 0 } },
+		  EHLO, "FAILED tls: TLS is required and the server does not "
+		  "offer STARTTLS | 0\nEND\nSTAGE EHLO 0\n" },
+		{ "require: HELO", GREET "502 no\r\n250 mx.test\r\n", 0,
+		  { { 0 } }, EHLO HELO, "FAILED tls: TLS is required and the "
+		  "server does not offer STARTTLS | 0\nEND\nSTAGE HELO 0\n" },
+		{ "require: 454", GREET EHLO_TLS
+		  "454 4.7.0 TLS not available\r\n", 0, { { 0 } },
+		  EHLO STARTTLS, "FAILED tls: STARTTLS refused | 454 [4.7.0] "
+		  "TLS not available\nEND\nSTAGE STARTTLS 0\n" },
+		{ "require: 554", GREET EHLO_TLS "554 5.7.0 no\r\n", 0,
+		  { { 0 } }, EHLO STARTTLS, "FAILED tls: STARTTLS refused | "
+		  "554 [5.7.0] no\nEND\nSTAGE STARTTLS 0\n" },
+		/* 220 only: another 2xx is not the go-ahead */
+		{ "require: 250", GREET EHLO_TLS "250 ok\r\n", 0, { { 0 } },
+		  EHLO STARTTLS,
+		  "FAILED tls: STARTTLS refused | 250 ok\nEND\n"
+		  "STAGE STARTTLS 0\n" },
+	};
+	static const struct tcase held[] = {
+		{ "handshake running", GREET EHLO_TLS GO_TLS, 0, { { 0 } },
+		  EHLO STARTTLS, GO_TLS_E "STAGE TLS handshake 300\n" },
+		/* a reply before the handshake was sent in the clear after
+		 * the 220 (RFC 3207 §4.2, CVE-2011-0411): never a command's
+		 * answer */
+		{ "reply before TLS", GREET EHLO_TLS GO_TLS
+		  "250 2.1.0 injected\r\n", 0, { { 0 } }, EHLO STARTTLS,
+		  GO_TLS_E "FAILED reply before TLS was started | "
+		  "250 [2.1.0] injected\nEND\nSTAGE TLS handshake 0\n" },
+	};
+
+	(void)state;
+	case_params = &p_may;
+	RUN(may);
+	case_params = &default_params;
+	RUN(none);
+	case_params = &p_require;
+	RUN(require);
+	hold_tls = true;
+	RUN(held);
+	hold_tls = false;
+	case_params = NULL;
+}
+
+static void
+test_auth(void **state)
+{
+	static const struct tcase cases[] = {
+		/* PLAIN when offered, whatever the order (RFC 4954 §4:
+		 * with its initial response) */
+		{ "PLAIN", GREET EHLO_TLS GO_TLS EHLO_AUTH("LOGIN PLAIN")
+		  AUTH_OK BYE, 0, { DO_QUIT },
+		  EHLO STARTTLS EHLO AUTH_PLAIN QUIT,
+		  GO_TLS_E "READY 0 ext=0x100 size=0 tls auth=PLAIN\nEND\n"
+		  "STAGE QUIT 0\n" },
+		{ "PLAIN, then mail", GREET EHLO_TLS GO_TLS
+		  "250-mx.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n" AUTH_OK
+		  OK "250 2.1.5 Ok\r\n" GO QUEUED, 0, { BEGIN(tx1) },
+		  EHLO STARTTLS EHLO AUTH_PLAIN MAIL1 RCPT_A DATA HELLO,
+		  GO_TLS_E "READY 0 ext=0x101 size=0 tls auth=PLAIN\n" GO_E
+		  "RESULT 0 " QUEUED_E "\nTX_DONE\nSTAGE idle 0\n" },
+		{ "PLAIN lower case", GREET EHLO_TLS GO_TLS
+		  EHLO_AUTH("cram-md5 plain") AUTH_OK, 0, { { 0 } },
+		  EHLO STARTTLS EHLO AUTH_PLAIN,
+		  GO_TLS_E "READY 0 ext=0x100 size=0 tls auth=PLAIN\n"
+		  "STAGE idle 0\n" },
+		{ "LOGIN", GREET EHLO_TLS GO_TLS EHLO_AUTH("CRAM-MD5 LOGIN")
+		  ASK_USER ASK_PASS AUTH_OK, 0, { { 0 } },
+		  EHLO STARTTLS EHLO AUTH_LOGIN B64_USER B64_PASS,
+		  GO_TLS_E "READY 0 ext=0x100 size=0 tls auth=LOGIN\n"
+		  "STAGE idle 0\n" },
+		{ "AUTH=LOGIN", GREET EHLO_TLS GO_TLS
+		  "250-mx.test\r\n250 AUTH=LOGIN\r\n" ASK_USER ASK_PASS
+		  AUTH_OK, 0, { { 0 } },
+		  EHLO STARTTLS EHLO AUTH_LOGIN B64_USER B64_PASS,
+		  GO_TLS_E "READY 0 ext=0x100 size=0 tls auth=LOGIN\n"
+		  "STAGE idle 0\n" },
+		/* the AUTH offered before TLS counts for nothing */
+		{ "no AUTH over TLS", GREET EHLO_TLS GO_TLS EHLO_IN_TLS, 0,
+		  { { 0 } }, EHLO STARTTLS EHLO,
+		  GO_TLS_E "FAILED auth-mech: the server does not offer AUTH "
+		  "| 0\nEND\nSTAGE EHLO 0\n" },
+		{ "no mechanism in common", GREET EHLO_TLS GO_TLS
+		  EHLO_AUTH("CRAM-MD5 SCRAM-SHA-256"), 0, { { 0 } },
+		  EHLO STARTTLS EHLO,
+		  GO_TLS_E "FAILED auth-mech: the server offers no AUTH "
+		  "mechanism tern speaks (PLAIN, LOGIN) | 0\nEND\n"
+		  "STAGE EHLO 0\n" },
+		{ "PLAIN 535", GREET EHLO_TLS GO_TLS EHLO_AUTH("PLAIN LOGIN")
+		  AUTH_BAD, 0, { { 0 } }, EHLO STARTTLS EHLO AUTH_PLAIN,
+		  GO_TLS_E "FAILED auth: authentication failed | " AUTH_BAD_E
+		  "\nEND\nSTAGE AUTH 0\n" },
+		{ "LOGIN 535", GREET EHLO_TLS GO_TLS EHLO_AUTH("LOGIN")
+		  ASK_USER ASK_PASS AUTH_BAD, 0, { { 0 } },
+		  EHLO STARTTLS EHLO AUTH_LOGIN B64_USER B64_PASS,
+		  GO_TLS_E "FAILED auth: authentication failed | " AUTH_BAD_E
+		  "\nEND\nSTAGE AUTH 0\n" },
+		{ "LOGIN refused at once", GREET EHLO_TLS GO_TLS
+		  EHLO_AUTH("LOGIN") "504 5.5.4 no\r\n", 0, { { 0 } },
+		  EHLO STARTTLS EHLO AUTH_LOGIN,
+		  GO_TLS_E "FAILED auth: authentication failed | 504 [5.5.4] "
+		  "no\nEND\nSTAGE AUTH 0\n" },
+		{ "PLAIN: a challenge", GREET EHLO_TLS GO_TLS
+		  EHLO_AUTH("PLAIN") "334 \r\n", 0, { { 0 } },
+		  EHLO STARTTLS EHLO AUTH_PLAIN,
+		  GO_TLS_E "FAILED auth: unexpected challenge in AUTH | 334\n"
+		  "END\nSTAGE AUTH 0\n" },
+		{ "LOGIN: a third challenge", GREET EHLO_TLS GO_TLS
+		  EHLO_AUTH("LOGIN") ASK_USER ASK_PASS "334 eD8=\r\n", 0,
+		  { { 0 } }, EHLO STARTTLS EHLO AUTH_LOGIN B64_USER B64_PASS,
+		  GO_TLS_E "FAILED auth: unexpected challenge in AUTH | 334 "
+		  "eD8=\nEND\nSTAGE AUTH 0\n" },
+		{ "421 to AUTH", GREET EHLO_TLS GO_TLS EHLO_AUTH("PLAIN")
+		  "421 4.7.0 bye\r\n", 0, { { 0 } },
+		  EHLO STARTTLS EHLO AUTH_PLAIN,
+		  GO_TLS_E "FAILED server is closing the session | 421 "
+		  "[4.7.0] bye\nEND\nSTAGE AUTH 0\n" },
+		{ "AUTH pending", GREET EHLO_TLS GO_TLS EHLO_AUTH("PLAIN"), 0,
+		  { { 0 } }, EHLO STARTTLS EHLO AUTH_PLAIN,
+		  GO_TLS_E "STAGE AUTH 300\n" },
+	};
+	/* credentials never go out in the clear, whatever the policy */
+	static const struct tcase may[] = {
+		{ "may: no STARTTLS", GREET EHLO_AUTH("PLAIN LOGIN"), 0,
+		  { { 0 } }, EHLO, "FAILED auth-clear: credentials are not "
+		  "sent without TLS | 0\nEND\nSTAGE EHLO 0\n" },
+		{ "may: 454", GREET EHLO_TLS "454 4.7.0 later\r\n", 0,
+		  { { 0 } }, EHLO STARTTLS, "FAILED auth-clear: credentials "
+		  "are not sent without TLS | 0\nEND\nSTAGE STARTTLS 0\n" },
+		{ "may: offered", GREET EHLO_TLS GO_TLS EHLO_AUTH("PLAIN")
+		  AUTH_OK, 0, { { 0 } }, EHLO STARTTLS EHLO AUTH_PLAIN,
+		  GO_TLS_E "READY 0 ext=0x100 size=0 tls auth=PLAIN\n"
+		  "STAGE idle 0\n" },
+	};
+	static const struct tcase none[] = {
+		{ "none: offered", GREET EHLO_TLS, 0, { { 0 } }, EHLO,
+		  "FAILED auth-clear: credentials are not sent without TLS "
+		  "| 0\nEND\nSTAGE EHLO 0\n" },
+	};
+
+	(void)state;
+	case_params = &p_auth;
+	RUN(cases);
+	case_params = &p_auth_may;
+	RUN(may);
+	case_params = &p_auth_none;
+	RUN(none);
+	case_params = NULL;
+}
+
+/* the engine keeps no credentials once AUTH is over, nor in its output
+ * after the turn that wrote them */
+static void
+test_auth_wipe(void **state)
+{
+	static const char *const ins[] = {
+		GREET EHLO_TLS GO_TLS EHLO_AUTH("PLAIN") AUTH_OK,
+		GREET EHLO_TLS GO_TLS EHLO_AUTH("PLAIN") AUTH_BAD,
+		GREET EHLO_TLS GO_TLS EHLO_AUTH("LOGIN") ASK_USER ASK_PASS
+		AUTH_OK,
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+		struct smtpc *c = smtpc_new(&p_auth);
+		const char *in = ins[i];
+		size_t n = strlen(in), used;
+		struct smtpc_event ev;
+		int r = 0;
+
+		assert_non_null(c->auth_password);
+		while (n > 0 && r >= 0) {
+			r = smtpc_feed(c, (const uint8_t *)in, n, &used);
+			in += used;
+			n -= used;
+			while (smtpc_next(c, &ev)) {
+				if (ev.kind == SMTPC_EV_STARTTLS)
+					smtpc_tls_started(c);
+				/* no event text holds them */
+				assert_null(strstr(ev.reply.text, "pass"));
+				assert_null(strstr(ev.reply.text, "cGFzcw"));
+			}
+			buf_reset(smtpc_out(c));
+		}
+		assert_null(c->auth_user);
+		assert_null(c->auth_password);
+		/* the next turn wipes what the last one wrote */
+		if (r >= 0) {
+			(void)smtpc_feed(c, (const uint8_t *)"", 0, &used);
+			assert_false(c->out_secret);
+			for (size_t k = 0; k < c->out.cap; k++)
+				assert_int_equal(c->out.p[k], 0);
+		}
+		smtpc_free(&c);
+	}
+}
+
+/* RFC 4648 §10 vectors, and the AUTH keyword's mechanisms */
+static void
+test_auth_pieces(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} b64[] = {
+		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" },
+		{ "foo", "Zm9v" },
+		{ "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" },
+		{ "foobar", "Zm9vYmFy" }, { "\xff\xfe\xfd", "//79" },
+	};
+	static const struct {
+		const char *params;
+		unsigned want;
+	} mechs[] = {
+		{ "PLAIN", SMTPC_AUTH_PLAIN },
+		{ "LOGIN PLAIN", SMTPC_AUTH_PLAIN | SMTPC_AUTH_LOGIN },
+		{ " login  ", SMTPC_AUTH_LOGIN },
+		{ "CRAM-MD5 SCRAM-SHA-256", 0 },
+		{ "PLAINX LOGI XPLAIN", 0 },
+		{ "", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(b64) / sizeof(b64[0]); i++) {
+		struct buf b;
+
+		buf_init(&b, 0);
+		smtpc_base64(&b, (const uint8_t *)b64[i].in,
+			     strlen(b64[i].in));
+		if (b.len != strlen(b64[i].want) ||
+		    (b.len > 0 && memcmp(b.p, b64[i].want, b.len) != 0))
+			fail_msg("base64 of %s: got %.*s, want %s", b64[i].in,
+				 (int)b.len, b.p != NULL ? (char *)b.p : "",
+				 b64[i].want);
+		buf_clear(&b);
+	}
+	for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++) {
+		unsigned got = smtpc_auth_parse(mechs[i].params,
+						strlen(mechs[i].params));
+		if (got != mechs[i].want)
+			fail_msg("AUTH %s: got %#x, want %#x", mechs[i].params,
+				 got, mechs[i].want);
+	}
+}
+
 int
 main(void)
 {
@@ -1573,6 +1946,10 @@ main(void)
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_feed_api),
 		cmocka_unit_test(test_many_rcpts),
+		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_auth_wipe),
+		cmocka_unit_test(test_auth_pieces),
 	};
 	return cmocka_run_group_tests_name("smtpc", tests, NULL, NULL);
 }
