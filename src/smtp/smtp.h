@@ -3,6 +3,10 @@
  * smtp: the ESMTP server protocol engine (RFC 5321 with SIZE, PIPELINING,
  * 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8, CHUNKING, DSN).
  *
+ * With STARTTLS (RFC 3207) and AUTH (RFC 4954): the engine runs the
+ * commands and the 334 exchange (base64 included); TLS itself and the
+ * SASL mechanisms are the caller's.
+ *
  * Pure code: bytes in, reply bytes and events out. It never touches a
  * socket, a clock, a file or the environment. Every decision that needs
  * knowledge of the outside (is this a local recipient? is the message on
@@ -45,16 +49,21 @@
 /* RFC 4954 §4: an AUTH command line with its initial response, and each
  * response line, may be 12,288 octets with CRLF */
 #define SMTP_AUTH_LINE_MAX 12288
+/* the longest challenge whose "334 " base64 CRLF line fits that too */
+#define SMTP_AUTH_CHALLENGE_MAX ((SMTP_AUTH_LINE_MAX - 6) / 4 * 3)
 
 /* a limit left at 0 takes its SMTP_*_DEFAULT */
 struct smtp_params {
 	const char *hostname;     /* greeting and EHLO; copied */
 	uint64_t size_max;        /* message size limit in octets (SIZE) */
 	unsigned rcpt_max;        /* recipients per transaction */
-	unsigned errors_max;      /* 421 and close after this many errors */
+	unsigned errors_max;      /* 421 and close after this many errors
+				   * (refused commands and recipients) */
 	bool vrfy_enabled;        /* false: VRFY answers 252 itself */
 	bool expn_enabled;        /* false: EXPN answers 502 itself */
-	unsigned junk_max;        /* junk commands before 421 4.7.0 */
+	unsigned junk_max;        /* junk commands per message (counted
+				   * again from each accepted one); one
+				   * more gets 421 4.7.0 */
 
 	/* STARTTLS (RFC 3207) and AUTH (RFC 4954) */
 	bool starttls;            /* offer STARTTLS while not in TLS */
@@ -66,7 +75,8 @@ struct smtp_params {
 	bool auth_clear;          /* AUTH allowed without TLS; false: 538
 				   * 5.7.11 in clear, and not advertised */
 	bool auth_required;       /* MAIL needs AUTH first: 530 5.7.0 */
-	unsigned auth_failures_max; /* failed AUTH before 421 4.7.0 */
+	unsigned auth_failures_max; /* the failed AUTH that reaches it gets
+				     * 421 4.7.0 rather than 535 */
 };
 
 enum smtp_event_kind {
@@ -79,8 +89,12 @@ enum smtp_event_kind {
 	SMTP_EV_QUIT,        /* 221 sent; close after output */
 	SMTP_EV_PROTOCOL_ERROR, /* a command was refused; reply in `reply` */
 	SMTP_EV_AUTH_ABORT,  /* the AUTH exchange ended without a verdict
-				(client sent "*", bad base64, or the session
-				closes): drop its state */
+				(client sent "*", bad base64, a line too
+				long, a challenge too long, or the session
+				closed by timeout, shutdown, the errors
+				limit or a verdict's close): drop its
+				state. smtp_engine_free() sends none: the
+				caller drops its state there too */
 	/* need smtp_engine_decide() before any further input is read */
 	SMTP_EV_MAIL,        /* MAIL FROM */
 	SMTP_EV_RCPT,        /* RCPT TO */
@@ -89,8 +103,11 @@ enum smtp_event_kind {
 	SMTP_EV_VRFY,        /* only with vrfy_enabled */
 	SMTP_EV_EXPN,        /* only with expn_enabled */
 	SMTP_EV_STARTTLS,    /* OK: the engine sends 220 and reads nothing
-				more until smtp_engine_tls_started();
-				TEMPFAIL: 454 4.7.0 */
+				more until smtp_engine_tls_started(); the
+				octets after the STARTTLS line are never
+				consumed, and the caller drops them when
+				TLS starts (RFC 3207 §4.2); TEMPFAIL or
+				PERMFAIL: 454 4.7.0 */
 	SMTP_EV_AUTH,        /* a step of AUTH: auth_mech, and data/
 				data_len the decoded response (see
 				auth_step, auth_has_data) */
@@ -150,10 +167,12 @@ struct smtp_event {
 				       line sent, without CRLF */
 	/* AUTH: the mechanism as listed in auth_mechs ("PLAIN"); data and
 	 * data_len hold the decoded client response (not NUL-terminated,
-	 * may hold NULs). auth_step 0 is the AUTH command itself, with
-	 * auth_has_data true when it had an initial response ("=" is an
-	 * empty one); steps 1, 2, ... are the responses to 334 challenges
-	 * (auth_has_data always true). */
+	 * may hold NULs; NULL without data). auth_step 0 is the AUTH
+	 * command itself, with auth_has_data true when it had an initial
+	 * response ("=" is an empty one); steps 1, 2, ... are the
+	 * responses to 334 challenges (auth_has_data always true). The
+	 * data is wiped when the engine reuses its memory. AUTH_ABORT
+	 * carries auth_mech too. */
 	const char *auth_mech;
 	unsigned auth_step;
 	bool auth_has_data;
@@ -183,11 +202,18 @@ struct smtp_verdict {
 	/* MAIL/DATA_START/DATA_END: close the session after this reply */
 	bool close;
 	/*
-	 * AUTH: auth_continue true sends "334 " + base64(challenge) and
-	 * reads the next line as the response; otherwise OK is 235 2.7.0
-	 * (the session is authenticated), PERMFAIL 535 5.7.8 (counted
-	 * toward auth_failures_max: 421 4.7.0 at the limit), TEMPFAIL 454
-	 * 4.7.0, unless code says otherwise.
+	 * AUTH: auth_continue true sends "334 " + base64(challenge) (kind
+	 * and code are not looked at) and reads the next line as the
+	 * response; the line may pass 512 octets, up to
+	 * SMTP_AUTH_LINE_MAX. A challenge longer than
+	 * SMTP_AUTH_CHALLENGE_MAX ends the exchange instead: 454 4.7.0 and
+	 * SMTP_EV_AUTH_ABORT. Otherwise OK is 235 2.7.0 (the session is
+	 * authenticated), PERMFAIL 535 5.7.8 (counted toward
+	 * auth_failures_max: the failure that reaches it gets 421 4.7.0
+	 * and a close instead, whatever code says), TEMPFAIL 454 4.7.0,
+	 * unless code says otherwise.
+	 * STARTTLS: OK is always 220 2.0.0 (text may change); TEMPFAIL
+	 * and PERMFAIL are 454 4.7.0 unless code says otherwise.
 	 */
 	bool auth_continue;
 	const uint8_t *challenge;
@@ -214,8 +240,10 @@ void smtp_engine_greet(struct smtp_engine *e);
  * Consumes bytes. Stops early when an event is ready or a verdict is
  * awaited; *used_r says how many bytes were consumed (the caller keeps the
  * rest and feeds it again later). Returns 1 when events are ready, 0 when
- * all input was consumed (or a verdict is awaited and no event is ready),
- * -1 when the session must close after the output is written.
+ * all input was consumed (or a verdict is awaited and no event is ready,
+ * or STARTTLS was accepted and smtp_engine_tls_started() was not called
+ * yet: then nothing is consumed), -1 when the session must close after
+ * the output is written.
  */
 int smtp_engine_feed(struct smtp_engine *e, const uint8_t *p, size_t n,
 		     size_t *used_r);
@@ -225,12 +253,15 @@ bool smtp_engine_next(struct smtp_engine *e, struct smtp_event *ev_r);
 
 /* answers the event that waits (see smtp_engine_waiting) */
 /* call it once that event has been taken with smtp_engine_next(); it may
- * queue events of its own (a BDAT chunk of 0 octets completes at once),
- * which smtp_engine_next() hands out as after a feed */
+ * queue events of its own (a BDAT chunk of 0 octets completes at once; a
+ * refused RCPT or AUTH reaches its limit: PROTOCOL_ERROR with the 421;
+ * SMTP_EV_AUTH_ABORT), which smtp_engine_next() hands out as after a
+ * feed */
 void smtp_engine_decide(struct smtp_engine *e,
 			const struct smtp_verdict *v);
 
-/* true while an event waits for smtp_engine_decide() */
+/* true while an event waits for smtp_engine_decide() (not while the TLS
+ * handshake after STARTTLS is due) */
 bool smtp_engine_waiting(const struct smtp_engine *e);
 
 /* the bytes the caller must write; the caller empties it with buf_reset */
@@ -247,7 +278,10 @@ enum smtp_phase smtp_engine_phase(const struct smtp_engine *e);
  * The TLS handshake after STARTTLS succeeded: the engine forgets
  * everything the client said before (RFC 3207 §4.2: HELO, AUTH, the
  * transaction), stops offering STARTTLS (a second one gets 503 5.5.1),
- * may offer AUTH now, and reads input again, waiting for EHLO.
+ * may offer AUTH now, and reads input again, waiting for EHLO. The
+ * error, junk and AUTH failure counts are kept. Call it only after an
+ * OK verdict on SMTP_EV_STARTTLS (it does nothing once the session is
+ * closed).
  */
 void smtp_engine_tls_started(struct smtp_engine *e);
 
@@ -255,8 +289,10 @@ void smtp_engine_tls_started(struct smtp_engine *e);
 bool smtp_engine_authenticated(const struct smtp_engine *e);
 
 /*
- * Command lines (and AUTH responses) read so far: the caller re-arms its
- * whole-command deadline when this changes, never on single bytes.
+ * Command lines (and AUTH responses) read so far, refused ones included
+ * (a BDAT chunk's octets and a DATA body are not lines): the caller
+ * re-arms its whole-command deadline when this changes, never on single
+ * bytes.
  */
 uint64_t smtp_engine_commands(const struct smtp_engine *e);
 

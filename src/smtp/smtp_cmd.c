@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * smtp_cmd: the command table, the small commands (HELO, EHLO, RSET, NOOP,
- * QUIT, HELP, VRFY, EXPN and the refused ones) and the replies to the
- * caller's verdicts. MAIL and RCPT live in smtp_mail.c, DATA and BDAT in
- * smtp_data.c. No I/O: replies go to the engine's output buffer.
+ * QUIT, HELP, VRFY, EXPN and the refused ones), the junk command limit and
+ * the replies to the caller's verdicts. MAIL and RCPT live in smtp_mail.c,
+ * DATA and BDAT in smtp_data.c, STARTTLS and AUTH in smtp_auth.c. No I/O:
+ * replies go to the engine's output buffer.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,13 +17,23 @@ enum smtp_args {
 	SMTP_ARGS_ANY,        /* optional or checked by the handler */
 };
 
+/* flags of a command */
+#define SMTP_CMD_HELP 0x01u   /* listed by HELP (when offered) */
+#define SMTP_CMD_JUNK 0x02u   /* moves no mail: counted toward junk_max */
+
 struct smtp_cmd {
 	const char *name;
 	unsigned states;          /* SMTP_ST_* where it is allowed */
 	enum smtp_args args;
-	bool help;                /* listed by HELP */
+	unsigned flags;           /* SMTP_CMD_* */
 	void (*run)(struct smtp_engine *e, char *args);
+	/* an extension: its EHLO keyword, or NULL while not offered (and
+	 * then HELP does not list it either) */
+	const char *(*keyword)(const struct smtp_engine *e);
 };
+
+#define HELP SMTP_CMD_HELP
+#define JUNK SMTP_CMD_JUNK
 
 static void cmd_helo(struct smtp_engine *e, char *args);
 static void cmd_ehlo(struct smtp_engine *e, char *args);
@@ -34,47 +45,63 @@ static void cmd_vrfy(struct smtp_engine *e, char *args);
 static void cmd_expn(struct smtp_engine *e, char *args);
 static void cmd_not_implemented(struct smtp_engine *e, char *args);
 
+/*
+ * The commands. Junk follows Postfix's smtpd_junk_command_limit: the
+ * commands that move no mail (NOOP, RSET, VRFY, EXPN, HELP) are counted,
+ * and the count starts again with each accepted message.
+ */
 static const struct smtp_cmd smtp_cmds[] = {
 	/* RFC 5321 §4.1.1.1: HELO/EHLO may come at any time; a repeated
 	 * one resets the transaction (§4.1.4) */
-	{ "EHLO", SMTP_ST_ANY, SMTP_ARGS_ANY, true, cmd_ehlo },
-	{ "HELO", SMTP_ST_ANY, SMTP_ARGS_ANY, true, cmd_helo },
-	/* RFC 5321 §4.1.4: MAIL needs a greeting and no open transaction */
-	{ "MAIL", SMTP_ST_READY, SMTP_ARGS_ANY, true, smtp_cmd_mail },
+	{ "EHLO", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP, cmd_ehlo, NULL },
+	{ "HELO", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP, cmd_helo, NULL },
+	/* RFC 5321 §4.1.4: MAIL needs a greeting and no open transaction;
+	 * RFC 4954 §6: 530 before AUTH where AUTH is required */
+	{ "MAIL", SMTP_ST_READY, SMTP_ARGS_ANY, HELP, smtp_cmd_mail, NULL },
 	/* RFC 5321 §4.1.1.3: RCPT only after MAIL */
-	{ "RCPT", SMTP_ST_MAIL, SMTP_ARGS_ANY, true, smtp_cmd_rcpt },
+	{ "RCPT", SMTP_ST_MAIL, SMTP_ARGS_ANY, HELP, smtp_cmd_rcpt, NULL },
 	/* RFC 5321 §4.1.1.4: "DATA" CRLF, after at least one good RCPT
 	 * (checked by the handler: 503 or 554, §3.3) */
-	{ "DATA", SMTP_ST_MAIL, SMTP_ARGS_NONE, true, smtp_cmd_data },
+	{ "DATA", SMTP_ST_MAIL, SMTP_ARGS_NONE, HELP, smtp_cmd_data, NULL },
 	/* RFC 3030 §2: BDAT octets are read even when the command fails,
 	 * so BDAT checks everything itself */
-	{ "BDAT", SMTP_ST_ANY, SMTP_ARGS_ANY, true, smtp_cmd_bdat },
+	{ "BDAT", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP, smtp_cmd_bdat, NULL },
 	/* RFC 5321 §4.1.1.5: "RSET" CRLF, allowed at any time */
-	{ "RSET", SMTP_ST_ANY, SMTP_ARGS_NONE, true, cmd_rset },
+	{ "RSET", SMTP_ST_ANY, SMTP_ARGS_NONE, HELP | JUNK, cmd_rset, NULL },
 	/* RFC 5321 §4.1.1.9: "NOOP" [ SP String ] CRLF */
-	{ "NOOP", SMTP_ST_ANY, SMTP_ARGS_ANY, true, cmd_noop },
+	{ "NOOP", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP | JUNK, cmd_noop, NULL },
 	/* RFC 5321 §4.1.1.10: "QUIT" CRLF */
-	{ "QUIT", SMTP_ST_ANY, SMTP_ARGS_NONE, true, cmd_quit },
+	{ "QUIT", SMTP_ST_ANY, SMTP_ARGS_NONE, HELP, cmd_quit, NULL },
 	/* RFC 5321 §4.1.1.8: "HELP" [ SP String ] CRLF */
-	{ "HELP", SMTP_ST_ANY, SMTP_ARGS_ANY, true, cmd_help },
+	{ "HELP", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP | JUNK, cmd_help, NULL },
 	/* RFC 5321 §3.5.3, §7.3: VRFY may answer 252 without looking */
-	{ "VRFY", SMTP_ST_ANY, SMTP_ARGS_ANY, true, cmd_vrfy },
+	{ "VRFY", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP | JUNK, cmd_vrfy, NULL },
 	/* RFC 5321 §7.3: EXPN may be disabled (502) */
-	{ "EXPN", SMTP_ST_ANY, SMTP_ARGS_ANY, true, cmd_expn },
+	{ "EXPN", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP | JUNK, cmd_expn, NULL },
+	/* RFC 3207 §4: "STARTTLS" CRLF, offered until TLS is on; the
+	 * handler checks the sequence (EHLO first, §4.2 resets) */
+	{ "STARTTLS", SMTP_ST_ANY, SMTP_ARGS_NONE, HELP, smtp_cmd_starttls,
+	  smtp_starttls_keyword },
+	/* RFC 4954 §4: "AUTH" SP sasl-mech [SP initial-response]; the
+	 * handler checks the sequence in §4's order (not during a
+	 * transaction, once per session) */
+	{ "AUTH", SMTP_ST_ANY, SMTP_ARGS_ANY, HELP, smtp_cmd_auth,
+	  smtp_auth_keyword },
 	/* RFC 5321 Appendix F.1: TURN is obsolete */
-	{ "TURN", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
+	{ "TURN", SMTP_ST_ANY, SMTP_ARGS_ANY, 0, cmd_not_implemented, NULL },
 	/* RFC 5321 Appendix F.6: SEND, SOML, SAML are obsolete */
-	{ "SEND", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
-	{ "SOML", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
-	{ "SAML", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
-	/* RFC 1985 ETRN, RFC 2645 ATRN, RFC 3207 STARTTLS, RFC 4954 AUTH:
-	 * known, not offered in EHLO, not implemented */
-	{ "ETRN", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
-	{ "ATRN", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
-	{ "STARTTLS", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
-	{ "AUTH", SMTP_ST_ANY, SMTP_ARGS_ANY, false, cmd_not_implemented },
-	{ NULL, 0, SMTP_ARGS_NONE, false, NULL },
+	{ "SEND", SMTP_ST_ANY, SMTP_ARGS_ANY, 0, cmd_not_implemented, NULL },
+	{ "SOML", SMTP_ST_ANY, SMTP_ARGS_ANY, 0, cmd_not_implemented, NULL },
+	{ "SAML", SMTP_ST_ANY, SMTP_ARGS_ANY, 0, cmd_not_implemented, NULL },
+	/* RFC 1985 ETRN, RFC 2645 ATRN: known, not offered in EHLO, not
+	 * implemented */
+	{ "ETRN", SMTP_ST_ANY, SMTP_ARGS_ANY, 0, cmd_not_implemented, NULL },
+	{ "ATRN", SMTP_ST_ANY, SMTP_ARGS_ANY, 0, cmd_not_implemented, NULL },
+	{ NULL, 0, SMTP_ARGS_NONE, 0, NULL, NULL },
 };
+
+#undef HELP
+#undef JUNK
 
 void
 smtp_cmd_run(struct smtp_engine *e, char *line, size_t len)
@@ -98,6 +125,12 @@ smtp_cmd_run(struct smtp_engine *e, char *line, size_t len)
 	if (cmd->name == NULL) {
 		smtp_refusef(e, 500, "5.5.2", true,
 			     "Error: command not recognized");
+		return;
+	}
+	/* junk_max commands that move no mail are fine, one more ends the
+	 * session (RFC 5321 §3.8 allows the 421) */
+	if ((cmd->flags & SMTP_CMD_JUNK) != 0 && ++e->junk > e->junk_max) {
+		smtp_refuse_421(e, "4.7.0", "Too many junk commands, closing");
 		return;
 	}
 	args = line + vlen;
@@ -179,7 +212,7 @@ greet(struct smtp_engine *e, char *args, bool esmtp)
 			       (unsigned long long)e->size_max);
 		/* RFC 5321 §4.1.1.1: one keyword per line; RFC 2034 §4: no
 		 * enhanced codes in the EHLO reply */
-		const char *const kw[] = {
+		const char *kw[16] = {
 			first,
 			size,                  /* RFC 1870 */
 			"PIPELINING",          /* RFC 2920 */
@@ -189,7 +222,19 @@ greet(struct smtp_engine *e, char *args, bool esmtp)
 			"CHUNKING",            /* RFC 3030 */
 			"DSN",                 /* RFC 3461 */
 		};
-		size_t n = sizeof(kw) / sizeof(kw[0]);
+		size_t n = 0;
+		while (kw[n] != NULL)
+			n++;
+		/* the command table's extensions: STARTTLS, AUTH */
+		for (const struct smtp_cmd *cmd = smtp_cmds; cmd->name != NULL;
+		     cmd++) {
+			const char *k = cmd->keyword != NULL ?
+					cmd->keyword(e) : NULL;
+			if (k == NULL)
+				continue;
+			TN_ASSERT(n < sizeof(kw) / sizeof(kw[0]));
+			kw[n++] = k;
+		}
 		for (size_t i = 0; i < n; i++)
 			smtp_reply_part(e, 250, i + 1 < n, NULL, kw[i]);
 	}
@@ -247,7 +292,9 @@ cmd_help(struct smtp_engine *e, char *args)
 	(void)args;
 	list[0] = '\0';
 	for (const struct smtp_cmd *cmd = smtp_cmds; cmd->name != NULL; cmd++) {
-		if (!cmd->help || (cmd->run == cmd_expn && !e->expn_enabled))
+		if ((cmd->flags & SMTP_CMD_HELP) == 0 ||
+		    (cmd->run == cmd_expn && !e->expn_enabled) ||
+		    (cmd->keyword != NULL && cmd->keyword(e) == NULL))
 			continue;
 		int r = snprintf(list + n, sizeof(list) - n, "%s%s",
 				 n > 0 ? " " : "", cmd->name);
@@ -308,42 +355,37 @@ cmd_not_implemented(struct smtp_engine *e, char *args)
 /* ------------------------------------------------------------------ */
 /* verdicts */
 
-/* the standard replies for one kind of event */
-struct smtp_defaults {
-	unsigned ok_code;
-	const char *ok_enh, *ok_text;
-	const char *temp_text;
-	unsigned perm_code;
-	const char *perm_enh, *perm_text;
-};
-
 static const struct smtp_defaults def_mail = {
-	250, "2.1.0", "Ok", NULL, 550, "5.1.0", "Sender address rejected" };
+	.ok_code = 250, .ok_enh = "2.1.0", .ok_text = "Ok",
+	.perm_code = 550, .perm_enh = "5.1.0",
+	.perm_text = "Sender address rejected" };
 static const struct smtp_defaults def_rcpt = {
-	250, "2.1.5", "Ok", NULL,
-	550, "5.1.1", "Recipient address rejected: unknown user" };
+	.ok_code = 250, .ok_enh = "2.1.5", .ok_text = "Ok",
+	.perm_code = 550, .perm_enh = "5.1.1",
+	.perm_text = "Recipient address rejected: unknown user" };
 static const struct smtp_defaults def_data_start = {
-	354, NULL, "End data with <CR><LF>.<CR><LF>", NULL,
-	554, "5.3.0", "Transaction failed" };
+	.ok_code = 354, .ok_text = "End data with <CR><LF>.<CR><LF>",
+	.perm_code = 554, .perm_enh = "5.3.0",
+	.perm_text = "Transaction failed" };
 static const struct smtp_defaults def_data_end = {
-	250, "2.0.0", "Ok", NULL, 554, "5.3.0", "Transaction failed" };
+	.ok_code = 250, .ok_enh = "2.0.0", .ok_text = "Ok",
+	.perm_code = 554, .perm_enh = "5.3.0",
+	.perm_text = "Transaction failed" };
 static const struct smtp_defaults def_vrfy = {
-	250, "2.1.5", NULL, NULL, 550, "5.1.1", "User unknown" };
+	.ok_code = 250, .ok_enh = "2.1.5",
+	.perm_code = 550, .perm_enh = "5.1.1", .perm_text = "User unknown" };
 static const struct smtp_defaults def_expn = {
-	250, "2.1.5", NULL, NULL, 550, "5.1.1", "Mailing list unknown" };
+	.ok_code = 250, .ok_enh = "2.1.5",
+	.perm_code = 550, .perm_enh = "5.1.1",
+	.perm_text = "Mailing list unknown" };
 
 #define SMTP_TEMP_CODE 451
 #define SMTP_TEMP_ENH "4.3.0"
 #define SMTP_TEMP_TEXT "Temporary failure, try again later"
 
-/*
- * Sends the reply for a verdict: with code 0 the standard reply for the
- * kind (v->text, when given, replaces only its text); with a code, code,
- * enhanced and text as given. `arg` is the default OK text (VRFY/EXPN).
- */
-static void
-verdict_reply(struct smtp_engine *e, const struct smtp_verdict *v,
-	      const struct smtp_defaults *d, const char *arg)
+void
+smtp_verdict_reply(struct smtp_engine *e, const struct smtp_verdict *v,
+		   const struct smtp_defaults *d, const char *arg)
 {
 	unsigned code;
 	const char *enh, *text;
@@ -356,9 +398,9 @@ verdict_reply(struct smtp_engine *e, const struct smtp_verdict *v,
 		text = d->ok_text != NULL ? d->ok_text : arg;
 		break;
 	case SMTP_VERDICT_TEMPFAIL:
-		code = SMTP_TEMP_CODE;
-		enh = SMTP_TEMP_ENH;
-		text = SMTP_TEMP_TEXT;
+		code = d->temp_code != 0 ? d->temp_code : SMTP_TEMP_CODE;
+		enh = d->temp_code != 0 ? d->temp_enh : SMTP_TEMP_ENH;
+		text = d->temp_code != 0 ? d->temp_text : SMTP_TEMP_TEXT;
 		break;
 	default:
 		code = d->perm_code;
@@ -402,17 +444,21 @@ smtp_cmd_verdict(struct smtp_engine *e, enum smtp_event_kind kind,
 
 	switch (kind) {
 	case SMTP_EV_MAIL:
-		verdict_reply(e, v, &def_mail, NULL);
+		smtp_verdict_reply(e, v, &def_mail, NULL);
 		if (ok) {
 			e->state = SMTP_ST_MAIL;
 			e->tx_utf8 = e->wait_utf8;
 		}
 		break;
 	case SMTP_EV_RCPT:
-		verdict_reply(e, v, &def_rcpt, NULL);
-		/* a refused recipient is not counted (RFC 5321 §3.3) */
+		smtp_verdict_reply(e, v, &def_rcpt, NULL);
+		/* a refused recipient is not counted toward rcpt_max (RFC
+		 * 5321 §3.3), but toward errors_max: a client that guesses
+		 * addresses (directory harvesting) is cut off */
 		if (ok)
 			e->rcpt_ok++;
+		else
+			smtp_error(e);
 		break;
 	case SMTP_EV_DATA_START: {
 		/* smtp_cmd_bdat() set the input to the chunk's octets */
@@ -424,12 +470,13 @@ smtp_cmd_verdict(struct smtp_engine *e, enum smtp_event_kind kind,
 				struct smtp_verdict v354 = *v;
 				v354.code = 0;
 				v354.nlines = 0;
-				verdict_reply(e, &v354, &def_data_start, NULL);
+				smtp_verdict_reply(e, &v354, &def_data_start,
+						   NULL);
 			}
 			smtp_data_begin(e, chunked);
 			break;
 		}
-		verdict_reply(e, v, &def_data_start, NULL);
+		smtp_verdict_reply(e, v, &def_data_start, NULL);
 		/* the refused message ends the transaction; a BDAT chunk's
 		 * octets are still read and dropped, and so are the chunks
 		 * pipelined after it (RFC 3030 §2) */
@@ -442,16 +489,25 @@ smtp_cmd_verdict(struct smtp_engine *e, enum smtp_event_kind kind,
 		break;
 	}
 	case SMTP_EV_DATA_END:
-		verdict_reply(e, v, &def_data_end, NULL);
+		smtp_verdict_reply(e, v, &def_data_end, NULL);
 		smtp_tx_reset(e);
+		/* the junk count is per message */
+		if (ok)
+			e->junk = 0;
 		break;
 	case SMTP_EV_VRFY:
-		verdict_reply(e, v, &def_vrfy,
-			      (const char *)e->evstr.p + e->wait_arg);
+		smtp_verdict_reply(e, v, &def_vrfy,
+				   (const char *)e->evstr.p + e->wait_arg);
 		break;
 	case SMTP_EV_EXPN:
-		verdict_reply(e, v, &def_expn,
-			      (const char *)e->evstr.p + e->wait_arg);
+		smtp_verdict_reply(e, v, &def_expn,
+				   (const char *)e->evstr.p + e->wait_arg);
+		break;
+	case SMTP_EV_STARTTLS:
+		smtp_starttls_verdict(e, v);
+		break;
+	case SMTP_EV_AUTH:
+		smtp_auth_verdict(e, v);
 		break;
 	default:
 		TN_ASSERT(kind == SMTP_EV_NONE);

@@ -11,13 +11,15 @@
 
 /* RFC 5321 §4.5.3.1.4: the text of a command line, CRLF not counted */
 #define SMTP_CMD_TEXT_MAX (SMTP_LINE_MAX_DEFAULT - 2)
+/* RFC 4954 §4: the text of an AUTH command or response line */
+#define SMTP_AUTH_TEXT_MAX (SMTP_AUTH_LINE_MAX - 2)
 /* RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with CRLF */
 #define SMTP_REPLY_LINE_MAX 512
 /* body octets handed out per SMTP_EV_DATA_CHUNK event */
 #define SMTP_CHUNK_MAX 8192
 /* events one command can produce; feed() stops after each command that
  * produced any, so four is plenty (RSET + HELO, ERROR + 421 ERROR,
- * CHUNK + DATA_END) */
+ * CHUNK + DATA_END, AUTH_ABORT + ERROR + 421 ERROR) */
 #define SMTP_EVQ_MAX 4
 /* the output buffer faces the peer: serve/ drains it after every feed(),
  * so only a caller that never drains can reach this */
@@ -79,6 +81,7 @@ struct smtp_rej {
 struct smtp_qev {
 	struct smtp_event ev;
 	size_t address, envid, orcpt, reply;
+	size_t data;               /* AUTH: the decoded response */
 };
 
 struct smtp_engine {
@@ -89,11 +92,33 @@ struct smtp_engine {
 	unsigned errors_max;
 	bool vrfy_enabled;
 	bool expn_enabled;
+	unsigned junk_max;
+	bool starttls;             /* STARTTLS offered while not in TLS */
+	char *mechs;               /* AUTH mechanisms, each NUL-terminated,
+				      nmechs of them; NULL: no AUTH */
+	unsigned nmechs;
+	char *auth_kw;             /* the EHLO keyword: "AUTH PLAIN ..." */
+	bool auth_clear;
+	bool auth_required;
+	unsigned auth_failures_max;
 
 	unsigned state;            /* one SMTP_ST_* */
 	enum smtp_input in;
 	bool closed;
 	unsigned errors;
+	unsigned junk;             /* junk commands since the last message */
+	uint64_t commands;         /* command and AUTH response lines read */
+
+	/* STARTTLS and AUTH */
+	bool tls;                  /* the session is in TLS */
+	bool tls_wait;             /* 220 sent: read nothing until
+				      smtp_engine_tls_started() */
+	bool authed;
+	unsigned auth_failures;
+	const char *auth_mech;     /* the exchange's mechanism, in mechs */
+	unsigned auth_step;        /* its last step */
+	bool auth_open;            /* 334 sent: the next line is a response */
+	bool secret;               /* evstr holds AUTH data: wipe it */
 
 	/* the command line being read */
 	char line[SMTP_CMD_TEXT_MAX + 1];
@@ -102,6 +127,10 @@ struct smtp_engine {
 	bool line_bare;            /* a bare CR or LF was seen */
 	bool line_nul;
 	bool line_long;            /* refused as too long; skip to CRLF */
+	/* an AUTH line past 510 octets (RFC 4954 §4) goes on in this heap
+	 * buffer, which exists only while such a line is read */
+	struct buf big;
+	bool line_big;
 
 	/* HELO/EHLO */
 	char *helo;
@@ -153,7 +182,8 @@ struct smtp_qev *smtp_ev_wait(struct smtp_engine *e,
 			      enum smtp_event_kind kind);
 /* drops the transaction (not the HELO) */
 void smtp_tx_reset(struct smtp_engine *e);
-/* closes the session: no more input is read */
+/* closes the session: no more input is read; an open AUTH exchange
+ * ends with SMTP_EV_AUTH_ABORT */
 void smtp_close(struct smtp_engine *e);
 
 /* ---- smtp_reply.c ------------------------------------------------- */
@@ -189,6 +219,16 @@ void smtp_refusef(struct smtp_engine *e, unsigned code, const char *enhanced,
 /* appends a 421 reply with the host name and closes */
 void smtp_close_421(struct smtp_engine *e, const char *enhanced,
 		    const char *why);
+/* the same, as a refusal: the 421 line goes out as SMTP_EV_PROTOCOL_ERROR
+ * too, so that the caller logs why the session ended */
+void smtp_refuse_421(struct smtp_engine *e, const char *enhanced,
+		     const char *why);
+/* counts one error toward errors_max; at the limit appends 421 (with its
+ * SMTP_EV_PROTOCOL_ERROR) and closes */
+void smtp_error(struct smtp_engine *e);
+/* appends an unformatted line (the caller made it safe: printable ASCII,
+ * no CR or LF) and CRLF: for 334 lines, which may pass 512 octets */
+void smtp_reply_raw(struct smtp_engine *e, const char *line, size_t n);
 
 /* ---- smtp_cmd.c --------------------------------------------------- */
 
@@ -197,6 +237,41 @@ void smtp_cmd_run(struct smtp_engine *e, char *line, size_t len);
 /* answers the awaited event of kind `kind` with v */
 void smtp_cmd_verdict(struct smtp_engine *e, enum smtp_event_kind kind,
 		      const struct smtp_verdict *v);
+
+/* the standard replies to a verdict on one kind of event */
+struct smtp_defaults {
+	unsigned ok_code;
+	const char *ok_enh, *ok_text;     /* ok_text NULL: the argument */
+	unsigned temp_code;               /* 0: 451 4.3.0 */
+	const char *temp_enh, *temp_text;
+	unsigned perm_code;
+	const char *perm_enh, *perm_text;
+};
+
+/*
+ * Sends the reply for a verdict: with code 0 the standard reply for the
+ * kind (v->text, when given, replaces only its text); with a code, code,
+ * enhanced and text as given. `arg` is the default OK text (VRFY/EXPN).
+ */
+void smtp_verdict_reply(struct smtp_engine *e, const struct smtp_verdict *v,
+			const struct smtp_defaults *d, const char *arg);
+
+/* ---- smtp_auth.c -------------------------------------------------- */
+
+void smtp_cmd_starttls(struct smtp_engine *e, char *args);
+void smtp_cmd_auth(struct smtp_engine *e, char *args);
+/* the EHLO keywords, NULL when not offered now */
+const char *smtp_starttls_keyword(const struct smtp_engine *e);
+const char *smtp_auth_keyword(const struct smtp_engine *e);
+/* true when an AUTH command would be taken now: its line may be long */
+bool smtp_auth_usable(const struct smtp_engine *e);
+/* a line read while an exchange is open: the client's response */
+void smtp_auth_response(struct smtp_engine *e, char *line, size_t len);
+/* the exchange ends without a verdict: SMTP_EV_AUTH_ABORT */
+void smtp_auth_abort(struct smtp_engine *e);
+void smtp_auth_verdict(struct smtp_engine *e, const struct smtp_verdict *v);
+void smtp_starttls_verdict(struct smtp_engine *e,
+			   const struct smtp_verdict *v);
 
 /* ---- smtp_mail.c -------------------------------------------------- */
 
@@ -251,6 +326,7 @@ struct smtp_esmtp {
 	struct smtp_mail_params mail;
 	struct smtp_rcpt_params rcpt;
 	bool utf8_values;    /* RFC 6533: UTF-8 allowed in ORCPT values */
+	bool auth_ok;        /* RFC 4954 §5: AUTH= taken (AUTH offered) */
 };
 
 /*

@@ -68,14 +68,23 @@ smtp_cmd_mail(struct smtp_engine *e, char *args)
 	struct smtp_esmtp prm;
 	struct smtp_path path;
 	const struct smtp_rej *rej;
+	/* RFC 4954 §6: "530 5.7.0 Authentication required" */
+	static const struct smtp_rej need_auth = {
+		530, "5.7.0", "Authentication required", true };
 	struct smtp_qev *q;
 	char *rest;
 
+	if (e->auth_required && !e->authed) {
+		smtp_refuse(e, &need_auth);
+		return;
+	}
 	rest = split(e, args, "FROM:", SMTP_PATH_NULL_OK, &syntax, &bad,
 		     &path);
 	if (rest == NULL)
 		return;
 	memset(&prm, 0, sizeof(prm));
+	/* RFC 4954 §5: AUTH= only where AUTH was offered */
+	prm.auth_ok = smtp_auth_keyword(e) != NULL;
 	rej = smtp_parse_mail_params(rest, &prm);
 	if (rej != NULL) {
 		smtp_refuse(e, rej);

@@ -403,6 +403,8 @@ static const struct smtp_rej rej_notify = {
 	501, "5.5.4", "Bad NOTIFY parameter syntax", true };
 static const struct smtp_rej rej_orcpt = {
 	501, "5.5.4", "Bad ORCPT parameter syntax", true };
+static const struct smtp_rej rej_auth = {
+	501, "5.5.4", "Bad AUTH parameter syntax", true };
 
 typedef const struct smtp_rej *param_fn(const char *value,
 					struct smtp_esmtp *out);
@@ -543,6 +545,21 @@ param_orcpt(const char *v, struct smtp_esmtp *out)
 	return NULL;
 }
 
+/* RFC 4954 §5: AUTH=xtext, the submitter's mailbox or "<>". tern does
+ * not pass it on, as §5 asks of a server that does not trust the client
+ * to assert it ("MUST behave as if the AUTH=<> parameter was supplied"):
+ * the value is checked as xtext and dropped. Where AUTH is not offered
+ * the parameter is unknown. */
+static const struct smtp_rej *
+param_auth(const char *v, struct smtp_esmtp *out)
+{
+	if (!out->auth_ok)
+		return &rej_param_unknown;
+	if (v == NULL || !smtp_xtext_ok(v, SMTP_ORCPT_MAX, false))
+		return &rej_auth;
+	return NULL;
+}
+
 /* RFC 5321 §4.1.2: the MAIL parameters offered in the EHLO reply */
 static const struct smtp_param mail_params[] = {
 	{ "SIZE", param_size },           /* RFC 1870 */
@@ -550,6 +567,7 @@ static const struct smtp_param mail_params[] = {
 	{ "SMTPUTF8", param_smtputf8 },   /* RFC 6531 */
 	{ "RET", param_ret },             /* RFC 3461 */
 	{ "ENVID", param_envid },         /* RFC 3461 */
+	{ "AUTH", param_auth },           /* RFC 4954 */
 	{ NULL, NULL },
 };
 

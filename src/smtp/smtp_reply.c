@@ -2,8 +2,10 @@
 /*
  * smtp_reply: building reply lines. Every line is printable ASCII, ends in
  * CRLF and fits 512 octets (RFC 5321 §4.5.3.1.5), whatever text a verdict
- * or a peer's HELO name brings. Refusals are counted here toward the
- * errors_max limit. Appends to the engine's output; no I/O.
+ * or a peer's HELO name brings (only a 334 AUTH challenge may be longer,
+ * up to RFC 4954's 12,288 octets). Refusals, and recipients the caller
+ * refused, are counted here toward the errors_max limit. Appends to the
+ * engine's output; no I/O.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +57,12 @@ out_line(struct smtp_engine *e, const char *line, size_t n)
 		smtp_close(e);
 		return;
 	}
+}
+
+void
+smtp_reply_raw(struct smtp_engine *e, const char *line, size_t n)
+{
+	out_line(e, line, n);
 }
 
 void
@@ -123,25 +131,39 @@ smtp_close_421(struct smtp_engine *e, const char *enhanced, const char *why)
 }
 
 void
-smtp_refusef(struct smtp_engine *e, unsigned code, const char *enhanced,
-	     bool counts, const char *text)
+smtp_refuse_421(struct smtp_engine *e, const char *enhanced, const char *why)
 {
-	char line[SMTP_REPLY_LINE_MAX];
+	char text[SMTP_REPLY_LINE_MAX];
 
 	if (e->closed)
 		return;
-	refuse_line(e, code, enhanced, text);
-	if (!counts)
+	(void)snprintf(text, sizeof(text), "%s %s", e->hostname, why);
+	refuse_line(e, 421, enhanced, text);
+	smtp_close(e);
+}
+
+void
+smtp_error(struct smtp_engine *e)
+{
+	if (e->closed)
 		return;
 	e->errors++;
 	/* Postfix's smtpd_hard_error_limit: a peer that keeps sending
-	 * garbage is cut off; RFC 5321 §3.8 allows the 421 close */
-	if (e->errors >= e->errors_max) {
-		(void)snprintf(line, sizeof(line),
-			       "%s Too many errors, closing", e->hostname);
-		refuse_line(e, 421, "4.7.0", line);
-		smtp_close(e);
-	}
+	 * garbage, or probes for addresses, is cut off; RFC 5321 §3.8
+	 * allows the 421 close */
+	if (e->errors >= e->errors_max)
+		smtp_refuse_421(e, "4.7.0", "Too many errors, closing");
+}
+
+void
+smtp_refusef(struct smtp_engine *e, unsigned code, const char *enhanced,
+	     bool counts, const char *text)
+{
+	if (e->closed)
+		return;
+	refuse_line(e, code, enhanced, text);
+	if (counts)
+		smtp_error(e);
 }
 
 void
