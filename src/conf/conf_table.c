@@ -837,11 +837,11 @@ const struct conf_key conf_keys[] = {
 		 "account @domain for every address of a domain. One line "
 		 "per grant." },
 	{ .key = "junk_max", .type = CONF_T_UINT,
-	  .defnum = CONF_JUNK_MAX_DEFAULT, .min = 1, .max = 100000,
+	  .defnum = CONF_JUNK_MAX_DEFAULT, .min = 1, .max = 1000000000,
 	  .offset = OFF(junk_max),
 	  .doc = "Commands that move no mail (NOOP, RSET, VRFY, EXPN, HELP) "
 		 "a client may send per message; one more gets 421 4.7.0 "
-		 "and the session ends. From 1 to 100000." },
+		 "and the session ends. From 1 to 1000000000." },
 	{ .key = "auth_failures_max", .type = CONF_T_UINT,
 	  .defnum = CONF_AUTH_FAILURES_MAX_DEFAULT, .min = 1, .max = 100,
 	  .offset = OFF(auth_failures_max),

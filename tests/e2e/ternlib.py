@@ -437,6 +437,10 @@ DEFAULT_CONFIG = {
     # the tests' client (127.0.0.1) is a stranger unless a test says so:
     # it may only send to the local domains
     "relay_from": "192.0.2.0/24",
+    # many tests open sessions in bursts from 127.0.0.1; the per-address
+    # limits have their own tests (test_abuse.py)
+    "client_sessions_max": "0",
+    "auth_delay_max": "0",
 }
 
 

@@ -173,8 +173,9 @@ def test_activity_resets_command_timeout(tern_server):
 def test_peer_that_stops_reading_is_dropped(tern_server):
     """A client that pipelines commands but never reads the replies fills
     the server's output; the timeout bounds that too: the session is
-    closed, and the server keeps serving others."""
-    srv = tern_server(timeout_command="2s")
+    closed, and the server keeps serving others. (junk_max would end the
+    session after 100 NOOPs: it is raised so that the output fills.)"""
+    srv = tern_server(timeout_command="2s", junk_max="1000000000")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
