@@ -169,3 +169,56 @@ def postfix_peer(tmp_path):
         p.cleanup()
     if probs:
         pytest.fail("postfix problems:\n" + "\n".join(probs), pytrace=False)
+
+
+# ---------------------------------------------------------------------------
+# Submission: a test PKI (tlslib.TestCA, made once per session with the
+# openssl CLI) and servers with mx, submission and submissions listeners,
+# a certificate from it and accounts added with `tern user add`.
+
+from tlslib import PASSWORDS, ROLES, SubServer, TestCA  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory):
+    if not os.access("/usr/bin/openssl", os.X_OK):
+        pytest.fail("/usr/bin/openssl not found (Debian package openssl)")
+    return TestCA(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def sub_server(tmp_path, tern_binary, test_ca):
+    """Factory: sub_server(accounts=None, roles=("mx", "submission",
+    "submissions"), start=True, extra=(), env=None, cert=None, **config)
+    -> tlslib.SubServer.
+
+    accounts: {address: password}; None adds alice@example.org and
+    bob@example.org (tlslib.PASSWORDS). Config as for tern_server: None
+    drops a key, a list repeats it; the defaults are domain example.org,
+    user demo, no alias, tls_cert/tls_key (copies in the server's
+    directory: srv.cert_path, srv.key_path) and auth_delay_max 0.
+    Teardown as tern_server's, plus sanitizer reports of `tern user`."""
+    servers = []
+
+    def make(accounts=None, roles=ROLES, start=True, extra=(), env=None,
+             cert=None, **config):
+        srv = SubServer(tmp_path / ("sub%d" % len(servers)), test_ca,
+                        roles=tuple(roles), config=config, extra=extra,
+                        binary=tern_binary, env=env, cert=cert)
+        servers.append(srv)
+        for address, password in (PASSWORDS if accounts is None
+                                  else accounts).items():
+            srv.add_account(address, password)
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+
+    probs = []
+    for srv in servers:
+        if srv.proc is not None:
+            srv.stop()
+        probs.extend(srv.problems())
+    if probs:
+        pytest.fail("server problems:\n" + "\n".join(probs), pytrace=False)
