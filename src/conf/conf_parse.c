@@ -157,7 +157,10 @@ check_alias(struct parser *ps, const struct conf_alias *a)
 				"user (line %u)", a->name, u->line));
 	for (size_t i = 0; i < a->ntargets; i++) {
 		const char *t = a->targets[i];
-		if (!local_target(conf, t, &len) ||
+		/* an address of a local domain may be an account, which
+		 * the server knows and this file does not */
+		if (strchr(t, '@') != NULL ||
+		    !local_target(conf, t, &len) ||
 		    conf_find_user(conf, t, len) != NULL ||
 		    conf_find_alias(conf, t, len) != NULL ||
 		    (len == 10 && ascii_strncasecmp(t, "postmaster", 10) == 0))
@@ -171,7 +174,7 @@ check_alias(struct parser *ps, const struct conf_alias *a)
 		r = fail_at(ps, a->line, xasprintf("alias: %s nests deeper "
 				"than %d levels", a->name,
 				CONF_ALIAS_DEPTH_MAX));
-	else if (x.nusers == 0 && !x.remote)
+	else if (x.nusers == 0 && !x.remote && x.nlocals == 0)
 		r = fail_at(ps, a->line, xasprintf("alias: %s reaches no user "
 				"and no address (a loop?)", a->name));
 	conf_expansion_clear(&x);

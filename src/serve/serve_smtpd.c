@@ -1202,9 +1202,9 @@ handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 /* the connection */
 
 /*
- * Seconds left before the current deadline, at least 1: the connection's
- * timeout, re-armed by the loop after every read but always to what is
- * left, so a client trickling bytes gains nothing.
+ * Seconds left before the current deadline, 0 when it has passed: the
+ * connection's timeout, re-armed by the loop after every read but always
+ * to what is left, so a client trickling bytes gains nothing.
  */
 static unsigned
 session_deadline(struct smtpd_session *s)
@@ -1231,12 +1231,16 @@ session_deadline(struct smtpd_session *s)
 		left = s->cmd_start + conf->timeout_command - now;
 	}
 	s->waited = false;
+	if (left <= 0)
+		return 0;
 	if (left < 1)
 		return 1;
 	if (left > 86400.0)
 		return 86400;
 	return (unsigned)left + 1;
 }
+
+static void session_timeout(struct smtpd_session *s);
 
 static void
 session_pump(struct smtpd_session *s)
@@ -1304,7 +1308,13 @@ session_pump(struct smtpd_session *s)
 		conn_notify_drained(s->conn, true);
 		return;
 	}
-	conn_set_timeout(s->conn, session_deadline(s));
+	unsigned left = session_deadline(s);
+	if (left == 0) {
+		/* reads came often enough to keep the timer from firing */
+		session_timeout(s);
+		return;
+	}
+	conn_set_timeout(s->conn, left);
 	conn_read_enable(s->conn, true);
 }
 
@@ -1355,7 +1365,16 @@ conn_on_timeout(void *arg)
 		conn_set_timeout(s->conn, s->srv->conf->timeout_command);
 		return;
 	}
-	log_info("smtp sess=%08x event=timeout client=%s", s->id, s->peer);
+	session_timeout(s);
+}
+
+/* the client missed a deadline: 421 4.4.2 and close */
+static void
+session_timeout(struct smtpd_session *s)
+{
+	log_info("smtp sess=%08x event=timeout client=%s phase=%s", s->id,
+		 s->peer, smtp_engine_phase(s->engine) == SMTP_PHASE_DATA ?
+		 "data" : "command");
 	smtp_engine_timeout(s->engine);
 	s->closing = true;
 	session_pump(s);
