@@ -31,6 +31,7 @@ struct conf_listener {
 				  /* also "*" (every address), "localhost" */
 	char *port;               /* "2525" */
 	enum conf_role role;
+	unsigned sessions_max;    /* sessions=N; 0: only sessions_max */
 	unsigned line;            /* where it was defined */
 };
 

@@ -88,12 +88,31 @@ parse_port(const char *s, char **port_r)
 static int
 listen_add(struct tern_conf *conf, char *value, unsigned line, char **msg_r)
 {
-	char *f[2], *addr, *port_text, *sep;
+	char *f[3], *addr, *port_text, *sep;
 	struct conf_listener l = { .role = CONF_ROLE_MX, .line = line };
-	size_t n = split_fields(value, f, 2);
+	size_t n = split_fields(value, f, 3);
 
-	if (n != 1 && n != 2) {
-		*msg_r = xasprintf("expected address:port [role]");
+	if (n < 1 || n > 3) {
+		*msg_r = xasprintf("expected address:port [role] "
+				   "[sessions=N]");
+		return -1;
+	}
+	/* sessions=N: this listener's own limit, below sessions_max */
+	if (n >= 2 && strncmp(f[n - 1], "sessions=", 9) == 0) {
+		uint64_t v;
+		if (parse_u64(f[n - 1] + 9, &v) < 0 || v < 1 ||
+		    v > CONF_SESSIONS_MAX_MAX) {
+			*msg_r = xasprintf("%s is not sessions=N with N from 1 "
+					   "to %u", conf_q(f[n - 1]).s,
+					   CONF_SESSIONS_MAX_MAX);
+			return -1;
+		}
+		l.sessions_max = (unsigned)v;
+		n--;
+	}
+	if (n == 3) {
+		*msg_r = xasprintf("expected address:port [role] "
+				   "[sessions=N]");
 		return -1;
 	}
 	addr = f[0];
@@ -182,9 +201,12 @@ listen_dump(const struct tern_conf *conf, struct buf *out)
 	for (size_t i = 0; i < conf->nlisteners; i++) {
 		const struct conf_listener *l = &conf->listeners[i];
 		bool v6 = strchr(l->address, ':') != NULL;
-		buf_printf(out, "listen = %s%s%s:%s %s\n", v6 ? "[" : "",
+		buf_printf(out, "listen = %s%s%s:%s %s", v6 ? "[" : "",
 			   l->address, v6 ? "]" : "", l->port,
 			   role_names[l->role]);
+		if (l->sessions_max > 0)
+			buf_printf(out, " sessions=%u", l->sessions_max);
+		buf_append_str(out, "\n");
 	}
 }
 
@@ -520,7 +542,8 @@ const struct conf_key conf_keys[] = {
 		 "submission (port 587, or 2525 where 587 is blocked) is for "
 		 "mail clients: STARTTLS, then AUTH, which is required before "
 		 "MAIL; submissions (port 465) is the same over implicit TLS "
-		 "(RFC 8314). "
+		 "(RFC 8314). A last field sessions=N limits the sessions "
+		 "of that listener (sessions_max still counts them all). "
 		 "Without a listen line: " CONF_LISTEN_DEFAULT "." },
 	{ .key = "domain", .type = CONF_T_LIST, .def = CONF_DOMAIN_DEFAULT,
 	  .add = domain_add, .dump = domain_dump, .count = domain_count,

@@ -53,9 +53,7 @@ static void
 listener_accept(void *arg, int fd, const struct sockaddr *peer,
 		const struct sockaddr *local)
 {
-	const struct serve_listener *sl = arg;
-
-	smtpd_accept(sl->srv, sl->role, fd, peer, local);
+	smtpd_accept(arg, fd, peer, local);
 }
 
 static const char *const role_names[] = {
@@ -270,6 +268,7 @@ serve_start(struct tern_server *srv, char **error_r)
 		const struct conf_listener *cl = &conf->listeners[i];
 		srv->listener_roles[i].srv = srv;
 		srv->listener_roles[i].role = cl->role;
+		srv->listener_roles[i].sessions_max = cl->sessions_max;
 		if (net_listen(srv->base, cl->address, cl->port,
 			       listener_accept, &srv->listener_roles[i],
 			       &srv->listeners[i], error_r) < 0)

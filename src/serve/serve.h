@@ -36,6 +36,8 @@ struct serve_file_stamp {
 struct serve_listener {
 	struct tern_server *srv;
 	enum conf_role role;
+	unsigned sessions_max;         /* listen ... sessions=N; 0: none */
+	unsigned sessions;             /* open now */
 };
 
 struct tern_server {
@@ -97,7 +99,7 @@ void serve_maybe_exit(struct tern_server *srv);
 void serve_free(struct tern_server *srv);
 
 /* smtpd: a new SMTP connection on a listener of that role */
-void smtpd_accept(struct tern_server *srv, enum conf_role role, int fd,
+void smtpd_accept(struct serve_listener *sl, int fd,
 		  const struct sockaddr *peer, const struct sockaddr *local);
 
 /*

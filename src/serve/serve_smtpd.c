@@ -63,6 +63,7 @@ struct smtpd_session {
 	unsigned messages;
 
 	enum conf_role role;      /* of the listener it came in on */
+	struct serve_listener *listener; /* NULL: the sendmail socket */
 	struct sockaddr_storage peer_sa;
 	bool counted;             /* holds a place in srv->clients */
 	bool tls;                 /* TLS is up (conn_tls_info tells more) */
@@ -138,6 +139,8 @@ session_free(struct smtpd_session *s)
 	if (s->counted)
 		serve_clients_leave(srv->clients,
 				    (const struct sockaddr *)&s->peer_sa);
+	if (s->listener != NULL)
+		s->listener->sessions--;
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -1450,10 +1453,11 @@ refuse_connection(struct tern_server *srv, int fd, const char *peer_text,
 
 /* local: on the sendmail socket (peer and local are AF_UNIX) */
 static void
-session_start(struct tern_server *srv, enum conf_role role, int fd,
+session_start(struct tern_server *srv, struct serve_listener *sl, int fd,
 	      const struct sockaddr *peer, const struct sockaddr *local,
 	      bool is_local)
 {
+	enum conf_role role = sl != NULL ? sl->role : CONF_ROLE_MX;
 	const struct tern_conf *conf = srv->conf;
 	struct smtpd_session *s;
 	struct smtp_params params = {
@@ -1480,6 +1484,12 @@ session_start(struct tern_server *srv, enum conf_role role, int fd,
 		net_addr_text(peer, peer_text, sizeof(peer_text));
 		full = srv->nsessions - srv->nlocal_sessions >=
 		       conf->sessions_max;
+	}
+	if (!full && sl != NULL && sl->sessions_max > 0 &&
+	    sl->sessions >= sl->sessions_max) {
+		refuse_connection(srv, fd, peer_text, "listener_sessions",
+				  "Too many connections, try again later");
+		return;
 	}
 	if (srv->stopping || full) {
 		refuse_connection(srv, fd, peer_text,
@@ -1513,6 +1523,9 @@ session_start(struct tern_server *srv, enum conf_role role, int fd,
 	s->id = srv->next_session_id++;
 	s->role = is_local ? CONF_ROLE_MX : role;
 	s->counted = counted;
+	s->listener = sl;
+	if (sl != NULL)
+		sl->sessions++;
 	if (!is_local) {
 		size_t salen = peer->sa_family == AF_INET6 ?
 			sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
@@ -1570,17 +1583,17 @@ session_start(struct tern_server *srv, enum conf_role role, int fd,
 }
 
 void
-smtpd_accept(struct tern_server *srv, enum conf_role role, int fd,
-	     const struct sockaddr *peer, const struct sockaddr *local)
+smtpd_accept(struct serve_listener *sl, int fd, const struct sockaddr *peer,
+	     const struct sockaddr *local)
 {
-	session_start(srv, role, fd, peer, local, false);
+	session_start(sl->srv, sl, fd, peer, local, false);
 }
 
 static void
 local_accept(void *arg, int fd, const struct sockaddr *peer,
 	     const struct sockaddr *local)
 {
-	session_start(arg, CONF_ROLE_MX, fd, peer, local, true);
+	session_start(arg, NULL, fd, peer, local, true);
 }
 
 int

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ternlib import (QUEUED_RE, SmtpConn, capped_quarantine_env,
+from ternlib import (QUEUED_RE, SmtpConn, capped_quarantine_env, free_port,
                      check_delivered, check_enhanced, maildir_files,
                      split_delivered, vm_hwm_kib, wait_files)
 
@@ -468,3 +468,46 @@ def test_sessions_max_slots_freed_after_resets(tern_server):
         a.close()
         b.close()
     assert maildir_files(srv.maildir("alice")) == []
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_listener_sessions_limit(tern_server, limit):
+    """listen = ... sessions=N: N sessions on that listener get 220, the
+    next one 421 4.7.0, while another listener still greets; a closed
+    session frees its place."""
+    other = free_port()
+    srv = tern_server(start=False,
+                      extra=["listen = 127.0.0.1:%d mx" % other])
+    srv.config["listen"] = "127.0.0.1:%d mx sessions=%d" % (srv.port, limit)
+    srv.config_path.write_text(srv.render())
+    srv.start()
+    held = []
+    try:
+        for _ in range(limit):
+            c = SmtpConn(srv.port)
+            held.append(c)
+            assert c.greeting.starts("220 "), str(c.greeting)
+        c = SmtpConn(srv.port, greet=False)
+        r = c.read_reply()
+        c.close()
+        assert r.starts("421 4.7.0"), str(r)
+        with SmtpConn(other) as o:
+            assert o.greeting.starts("220 "), str(o.greeting)
+        held[0].expect("QUIT", "221")
+        held[0].wait_closed(5)
+        held.pop(0).close()
+        deadline = time.monotonic() + 5
+        while True:
+            c = SmtpConn(srv.port, greet=False)
+            r = c.read_reply()
+            if r.starts("220 ") or time.monotonic() > deadline:
+                held.append(c)
+                break
+            c.close()
+            time.sleep(0.2)
+        assert r.starts("220 "), "freed place not reused: %s" % r
+    finally:
+        for h in held:
+            h.close()
+    assert srv.wait_log(r"event=refused .*reason=listener_sessions",
+                        timeout=5) is not None
