@@ -102,8 +102,12 @@ layers:
 docs: build/release/tern
 	@./tools/check-docs build/release/tern
 
+# builds run on every core; the tests themselves keep their own order
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: test-deps
-	@$(MAKE) --no-print-directory layers compilers docs
+	@$(MAKE) --no-print-directory -j$(JOBS) layers compilers docs
+	@$(MAKE) --no-print-directory -j$(JOBS) $(UNIT_BIN) $(FUZZ_BIN) build/debug/tern
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=20
 	@$(MAKE) --no-print-directory e2e
