@@ -341,13 +341,19 @@ plan(struct dq_job *j, struct dq_one *o, struct maildir_item **v,
 		o->open_err = errno != 0 ? errno : EIO;
 
 	/* the Maildir of every recipient, to find each one's first user;
-	 * a local recipient with '@' is an account */
+	 * a local recipient with '@' is an account, one that starts with '/'
+	 * an account's Maildir given in full */
 	const char **md = xcalloc(env->nrcpts, sizeof(*md));
 	char **own = xcalloc(env->nrcpts, sizeof(*own));
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
 		if (r->agent != SPOOL_AGENT_LOCAL)
 			continue;
+		/* an account's own Maildir, as an absolute path */
+		if (r->dest != NULL && r->dest[0] == '/') {
+			md[i] = r->dest;
+			continue;
+		}
 		if (r->dest != NULL && strchr(r->dest, '@') != NULL) {
 			own[i] = deliver_account_maildir(conf, r->dest);
 			md[i] = own[i];

@@ -460,6 +460,18 @@ rcpt_accept(struct smtpd_session *s, const struct smtp_event *ev,
 }
 
 /*
+ * The local agent's destination for an account: its address (the
+ * default Maildir, <state_dir>/mail/<domain>/<local part>/Maildir) or the
+ * absolute Maildir that `tern user add --maildir` gave it. The spool
+ * keeps it, so the delivery threads never look at the accounts table.
+ */
+static const char *
+account_dest(const struct account *a)
+{
+	return a->maildir != NULL ? a->maildir : a->address;
+}
+
+/*
  * Adds the local deliveries of addr, a local-domain address: users and
  * aliases of the configuration (which apply to every local domain), then
  * accounts (one domain each); each tried with the address as given, then
@@ -504,7 +516,7 @@ rcpt_local(struct smtpd_session *s, const struct smtp_event *ev,
 					continue;
 				}
 				env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
-					     a->address, 0);
+					     account_dest(a), 0);
 				found = true;
 			}
 			conf_targets_clear(&t);
@@ -513,8 +525,8 @@ rcpt_local(struct smtpd_session *s, const struct smtp_event *ev,
 		}
 		a = serve_account_find(s->srv, tries[k]);
 		if (a != NULL) {
-			env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL, a->address,
-				     0);
+			env_add_rcpt(s->env, ev, SPOOL_AGENT_LOCAL,
+				     account_dest(a), 0);
 			found = true;
 		}
 	}

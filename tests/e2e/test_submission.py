@@ -218,6 +218,35 @@ def test_account_maildir_layout_and_delimiter(sub_server):
     assert maildir_files(srv.account_maildir(BOB)) == []
 
 
+def test_account_with_its_own_maildir(sub_server, tmp_path):
+    """`tern user add --maildir DIR`: the account's mail goes to DIR, with
+    and without an extension, and nothing to the default place."""
+    srv = sub_server()
+    own = tmp_path / "carol-mail" / "Maildir"
+    r = srv.user_cmd("add", "carol@example.org", "--maildir", str(own),
+                     "--password-stdin", password="carol-pw-1")
+    assert r.returncode == 0, r.out + r.err
+    deadline = time.monotonic() + 5
+    with srv.plain("mx") as c:
+        c.ehlo()
+        # the server reads the accounts file again within a second
+        while True:
+            c.cmd("MAIL FROM:<x@elsewhere.test>")
+            r = c.cmd("RCPT TO:<carol@example.org>")
+            c.expect("RSET", "250")
+            if r.starts("250") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.starts("250"), str(r)
+        for i, rcpt in enumerate(["carol@example.org",
+                                  "carol+x@example.org"]):
+            send_mail(c, "x@elsewhere.test", [rcpt],
+                      make_message("x@elsewhere.test", rcpt, "own-%d" % i))
+    for i in range(2):
+        assert len(wait_subject(own, "own-%d" % i)) == 1, i
+    assert maildir_files(srv.account_maildir("carol@example.org")) == []
+
+
 def test_same_local_part_in_two_domains(sub_server):
     accounts = {"alice@a.example": "pw-a-111111", "alice@b.example": "pw-b-222222"}
     srv = sub_server(accounts=accounts, domain=["a.example", "b.example"])
