@@ -7,7 +7,7 @@
 CC       ?= cc
 CLANG    ?= clang
 PYTHON   ?= /usr/bin/python3
-PKGS      = libevent libevent_pthreads libcares libcrypto libssl libcrypt
+PKGS      = libevent libevent_pthreads libcares libcrypto libssl libcrypt libsystemd
 WARN      = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wpointer-arith -Wcast-qual -Wvla
 CPPFLAGS  = -Isrc -D_GNU_SOURCE
@@ -111,6 +111,92 @@ test: test-deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=20
 	@$(MAKE) --no-print-directory e2e
+
+# ---- install ----------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary in PREFIX/sbin, the
+# manual pages in PREFIX/share/man, the systemd unit in
+# PREFIX/lib/systemd/system (systemd looks there for /usr/local and /usr
+# alike), and the example configuration as /etc/tern/tern.conf unless that
+# file exists. As root without DESTDIR it also creates the system user tern.
+# make install-sendmail: the same, and the links /usr/sbin/sendmail and
+# /usr/bin/mailq to tern (not over another MTA's files).
+PREFIX   ?= /usr/local
+SBINDIR  ?= $(PREFIX)/sbin
+MANDIR   ?= $(PREFIX)/share/man
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+CONFDIR  ?= /etc/tern
+SENDMAIL ?= /usr/sbin/sendmail
+MAILQ    ?= /usr/bin/mailq
+MAN_PAGES := build/man/tern.8 build/man/tern.conf.5
+
+$(MAN_PAGES) &: build/release/tern etc/tern.conf doc/tern.8.in doc/tern.conf.5.in tools/gen-man
+	$(PYTHON) tools/gen-man --bin build/release/tern --conf etc/tern.conf --out build/man
+
+man: $(MAN_PAGES)
+
+install: build/release/tern $(MAN_PAGES)
+	install -d -m 0755 '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(MANDIR)/man8' \
+		'$(DESTDIR)$(MANDIR)/man5' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(CONFDIR)'
+	install -m 0755 build/release/tern '$(DESTDIR)$(SBINDIR)/tern'
+	install -m 0644 build/man/tern.8 '$(DESTDIR)$(MANDIR)/man8/tern.8'
+	install -m 0644 build/man/tern.conf.5 '$(DESTDIR)$(MANDIR)/man5/tern.conf.5'
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' etc/tern.service \
+		> '$(DESTDIR)$(UNITDIR)/tern.service.tmp'
+	chmod 0644 '$(DESTDIR)$(UNITDIR)/tern.service.tmp'
+	mv -f '$(DESTDIR)$(UNITDIR)/tern.service.tmp' '$(DESTDIR)$(UNITDIR)/tern.service'
+	@conf='$(DESTDIR)$(CONFDIR)/tern.conf'; \
+	if [ -e "$$conf" ] || [ -L "$$conf" ]; then \
+		echo "install: $$conf exists: kept as it is"; \
+	else \
+		echo "install -m 0644 etc/tern.conf $$conf"; \
+		install -m 0644 etc/tern.conf "$$conf"; \
+	fi
+	@if [ -n '$(DESTDIR)' ]; then \
+		echo "install: DESTDIR is set: no system user made (the unit runs as tern)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "install: not root: no system user made; as root: useradd --system" \
+			"--user-group --home-dir /var/lib/tern --shell /usr/sbin/nologin tern"; \
+	elif getent passwd tern >/dev/null; then \
+		echo "install: user tern exists"; \
+	else \
+		echo "useradd --system --user-group --home-dir /var/lib/tern --shell /usr/sbin/nologin tern"; \
+		useradd --system --user-group --home-dir /var/lib/tern \
+			--shell /usr/sbin/nologin tern; \
+	fi
+	@[ -n '$(DESTDIR)' ] || echo "install: next: edit $(CONFDIR)/tern.conf" \
+		"(tern check-config $(CONFDIR)/tern.conf), then" \
+		"systemctl daemon-reload && systemctl enable --now tern"
+
+install-sendmail: install
+	@for link in '$(SENDMAIL)' '$(MAILQ)'; do \
+		path='$(DESTDIR)'"$$link"; \
+		if [ -L "$$path" ] && [ "$$(readlink "$$path")" = '$(SBINDIR)/tern' ]; then \
+			echo "install-sendmail: $$path is tern already"; continue; \
+		fi; \
+		if [ -e "$$path" ] || [ -L "$$path" ]; then \
+			echo "install-sendmail: $$path exists (another MTA's?): remove it" \
+				"first, or give SENDMAIL= / MAILQ= another path" >&2; \
+			exit 1; \
+		fi; \
+		install -d -m 0755 "$$(dirname "$$path")"; \
+		echo "ln -s $(SBINDIR)/tern $$path"; \
+		ln -s '$(SBINDIR)/tern' "$$path"; \
+	done
+
+# removes what install and install-sendmail added, except the
+# configuration, the state directory and the user
+uninstall:
+	rm -f '$(DESTDIR)$(SBINDIR)/tern' '$(DESTDIR)$(MANDIR)/man8/tern.8' \
+		'$(DESTDIR)$(MANDIR)/man5/tern.conf.5' '$(DESTDIR)$(UNITDIR)/tern.service'
+	@for link in '$(SENDMAIL)' '$(MAILQ)'; do \
+		path='$(DESTDIR)'"$$link"; \
+		if [ -L "$$path" ] && [ "$$(readlink "$$path")" = '$(SBINDIR)/tern' ]; then \
+			echo "rm -f $$path"; rm -f "$$path"; \
+		fi; \
+	done
+	@echo "uninstall: kept $(DESTDIR)$(CONFDIR), /var/lib/tern and the user tern"
+
+.PHONY: man install install-sendmail uninstall
 
 clean:
 	rm -rf build

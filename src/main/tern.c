@@ -139,6 +139,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	struct tern_server *srv = arg;
 	(void)what;
 	log_info("tern event=signal signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	serve_notify_stopping();
 	serve_stop(srv);
 }
 
@@ -236,6 +237,7 @@ cmd_serve(const char *config_path)
 	event_add(ev_hup, NULL);
 	log_info("tern event=ready domains=%zu users=%zu listeners=%zu",
 		 conf->ndomains, conf->nusers, conf->nlisteners);
+	serve_notify_ready(&srv);
 	event_base_dispatch(srv.base);
 	event_free(ev_term);
 	event_free(ev_int);

@@ -180,4 +180,13 @@ void serve_control_stop(struct tern_server *srv);
 unsigned serve_control_busy(const struct tern_server *srv);
 void serve_control_free(struct tern_server *srv);
 
+/*
+ * notify (serve_notify.c): tells systemd (Type=notify) through
+ * sd_notify(3), when $NOTIFY_SOCKET is set: ready sends READY=1 with a
+ * STATUS= line (once the listeners are up), stopping sends STOPPING=1
+ * (a graceful stop begins). A failure is logged, never fatal.
+ */
+void serve_notify_ready(const struct tern_server *srv);
+void serve_notify_stopping(void);
+
 #endif
