@@ -69,7 +69,8 @@ const char *buf_cstr(struct buf *b);
 /*
  * Logging: one event is one line of key=value pairs. The log sink is the
  * one process-wide setting outside struct tern_server: it is set once at
- * start-up, before any thread starts, and only read after that.
+ * start-up, before any thread starts, and only read after that (a file
+ * sink may be reopened, see log_reopen).
  */
 enum log_level {
 	LOG_LEVEL_DEBUG = 0,
@@ -81,6 +82,16 @@ enum log_level {
 /* dest: "stderr", "syslog" or a file path (appended). Returns 0 or -1. */
 int log_open(const char *dest, enum log_level min, const char **error_r);
 void log_close(void);
+/*
+ * For log rotation (SIGUSR1): a file sink opens its path again (appending,
+ * created 0640 when missing), so that after a rename the lines go to a new
+ * file at the old path. The new file takes the old one's descriptor
+ * number in one step: threads may log meanwhile, each line lands whole in
+ * one file or the other. stderr and syslog: nothing to do. Call it from
+ * one thread at a time (the loop). Returns 0, or -1 with *error_r (static
+ * text) when the file cannot be opened; the old file stays the sink then.
+ */
+int log_reopen(const char **error_r);
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -2,7 +2,9 @@
 /*
  * Logging. One event is one line of key=value pairs, written whole with a
  * single write(2) so that lines from worker threads never interleave.
- * The sink is process-wide, set once at start-up before threads start.
+ * The sink is process-wide, set once at start-up before threads start;
+ * log_reopen() later changes the file under the same descriptor number
+ * only, so threads that log need no lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,12 +19,21 @@
 
 enum log_sink_kind { LOG_SINK_FD = 0, LOG_SINK_SYSLOG };
 
-/* the process-wide log sink: written by log_open() only */
+/* the process-wide log sink: written by log_open() and log_close() only
+ * (log_reopen() changes what fd refers to, never fd) */
 static struct {
 	enum log_sink_kind kind;
 	int fd;
 	enum log_level min;
-} log_sink = { LOG_SINK_FD, 2, LOG_LEVEL_INFO };
+	char *path;     /* a file sink's path, for log_reopen(); else NULL */
+} log_sink = { LOG_SINK_FD, 2, LOG_LEVEL_INFO, NULL };
+
+static int
+log_file_open(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY,
+		    0640);
+}
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -40,13 +51,43 @@ log_open(const char *dest, enum log_level min, const char **error_r)
 		log_sink.kind = LOG_SINK_SYSLOG;
 		return 0;
 	}
-	int fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = log_file_open(dest);
 	if (fd < 0) {
 		*error_r = strerror(errno);
 		return -1;
 	}
 	log_sink.kind = LOG_SINK_FD;
 	log_sink.fd = fd;
+	free(log_sink.path);
+	log_sink.path = xstrdup(dest);
+	return 0;
+}
+
+int
+log_reopen(const char **error_r)
+{
+	int fd;
+
+	if (log_sink.path == NULL)
+		return 0;
+	fd = log_file_open(log_sink.path);
+	if (fd < 0) {
+		*error_r = strerror(errno);
+		return -1;
+	}
+	/* dup3 puts the new file under the old descriptor number in one
+	 * step: a worker's write(2) lands whole in the old file or whole in
+	 * the new one. Closing the old number and using the new one instead
+	 * would leave a moment in which a worker that had read the old
+	 * number writes its line into whatever file reused it. */
+	if (fd != log_sink.fd && dup3(fd, log_sink.fd, O_CLOEXEC) < 0) {
+		int saved = errno;
+		(void)close(fd);
+		*error_r = strerror(saved);
+		return -1;
+	}
+	if (fd != log_sink.fd)
+		(void)close(fd);
 	return 0;
 }
 
@@ -59,6 +100,8 @@ log_close(void)
 		close(log_sink.fd);
 	log_sink.kind = LOG_SINK_FD;
 	log_sink.fd = 2;
+	free(log_sink.path);
+	log_sink.path = NULL;
 }
 
 static void __attribute__((format(printf, 3, 0)))

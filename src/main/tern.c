@@ -124,13 +124,36 @@ absolutize(char **pathp, const char *cwd)
 }
 
 
+/*
+ * Signals, each logged as it is handled: TERM and INT stop gracefully,
+ * HUP reloads the certificates, USR1 reopens a log file (after logrotate
+ * renamed it); PIPE is ignored (a peer that went away is seen on write).
+ */
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
 	(void)what;
-	log_info("tern event=signal signal=HUP");
+	log_info("tern event=signal signal=HUP action=reload");
 	serve_reload(arg);
+}
+
+static void
+on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+	struct tern_server *srv = arg;
+	const char *error = NULL;
+	(void)sig;
+	(void)what;
+
+	/* the last line in the old file, when log is a file */
+	log_info("tern event=signal signal=USR1 action=reopen_log log=%s",
+		 srv->conf->log);
+	if (log_reopen(&error) < 0)
+		log_error("tern event=reopen_log log=%s error=\"%s\"",
+			  srv->conf->log, error);
+	else if (srv->conf->log[0] == '/')
+		log_info("tern event=reopen_log log=%s", srv->conf->log);
 }
 
 static void
@@ -138,7 +161,8 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct tern_server *srv = arg;
 	(void)what;
-	log_info("tern event=signal signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	log_info("tern event=signal signal=%s action=stop",
+		 sig == SIGTERM ? "TERM" : "INT");
 	serve_notify_stopping();
 	serve_stop(srv);
 }
@@ -148,7 +172,7 @@ cmd_serve(const char *config_path)
 {
 	struct tern_server srv;
 	struct tern_conf *conf;
-	struct event *ev_term, *ev_int, *ev_hup;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_usr1;
 	char cwd[PATH_MAX], host[256];
 	const char *error = NULL;
 	char *err = NULL;
@@ -210,6 +234,10 @@ cmd_serve(const char *config_path)
 		srv.next_session_id = seed ^ (uint32_t)time(NULL);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* until the loop handles them: during start-up the certificates and
+	 * the log were just opened, and the default action would kill us */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	{
 		/* every session is a descriptor: allow as many as we may */
 		struct rlimit rl;
@@ -232,9 +260,11 @@ cmd_serve(const char *config_path)
 	ev_term = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
 	ev_int = evsignal_new(srv.base, SIGINT, on_signal, &srv);
 	ev_hup = evsignal_new(srv.base, SIGHUP, on_hup, &srv);
+	ev_usr1 = evsignal_new(srv.base, SIGUSR1, on_usr1, &srv);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
+	event_add(ev_usr1, NULL);
 	log_info("tern event=ready domains=%zu users=%zu listeners=%zu",
 		 conf->ndomains, conf->nusers, conf->nlisteners);
 	serve_notify_ready(&srv);
@@ -242,6 +272,7 @@ cmd_serve(const char *config_path)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	event_free(ev_usr1);
 out:
 	serve_free(&srv);
 	event_base_free(srv.base);

@@ -30,7 +30,14 @@ typedef void net_accept_cb(void *arg, int fd, const struct sockaddr *peer,
 			   const struct sockaddr *local);
 
 /*
- * Listens on address ("127.0.0.1", "::1", "*", "localhost") and port.
+ * Listens on address and port, with one socket per address family:
+ * "127.0.0.1" and other IPv4 addresses: IPv4 only; "::1", "::" and other
+ * IPv6 addresses: IPv6 only (IPV6_V6ONLY, whatever the system default);
+ * "*": 0.0.0.0 and [::], two sockets; "localhost": each loopback address
+ * it resolves to (IPv4 first). With "*" or "localhost" on a machine
+ * without IPv6 (no IPv6 socket, or no address to bind) the IPv6 socket is
+ * left out with a warning in the log. Port "0" picks a free port, the
+ * same for both sockets. Connections from every socket go to cb.
  * Returns 0, or -1 with *error_r (heap, caller frees).
  */
 int net_listen(struct event_base *base, const char *address,
@@ -46,7 +53,11 @@ int net_listen_unix(struct event_base *base, const char *path,
 		    unsigned mode, net_accept_cb *cb, void *arg,
 		    struct net_listener **l_r, char **error_r);
 void net_listener_free(struct net_listener **lp);
-/* the bound address as text */
+/*
+ * The bound addresses as text, comma separated, IPv4 first:
+ * "127.0.0.1:25", "[::1]:25", "0.0.0.0:25,[::]:25" for "*" (or
+ * "0.0.0.0:25" without IPv6), "unix:/path". Valid until the free.
+ */
 const char *net_listener_name(const struct net_listener *l);
 
 struct conn;
