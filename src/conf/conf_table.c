@@ -525,7 +525,8 @@ const struct conf_key conf_keys[] = {
 	{ .key = "log", .type = CONF_T_STRING, .def = CONF_LOG_DEFAULT,
 	  .offset = OFF(log), .check = check_log,
 	  .doc = "Where log lines go: stderr, syslog or the absolute path "
-		 "of a file to append to." },
+		 "of a file to append to (SIGUSR1 reopens it, for log "
+		 "rotation)." },
 	{ .key = "log_level", .type = CONF_T_LOG_LEVEL,
 	  .defnum = CONF_LOG_LEVEL_DEFAULT, .offset = OFF(log_level),
 	  .doc = "The least severe events logged: debug, info, warn or "
@@ -535,8 +536,10 @@ const struct conf_key conf_keys[] = {
 	  .example = "*:25 mx\n*:587 submission\n*:465 submissions",
 	  .doc = "Where to accept SMTP connections: address:port [role]. "
 		 "One line per listener. The address is an IPv4 address, "
-		 "an IPv6 address in brackets ([::1]:25), * for every "
-		 "address, or localhost. The role says what the listener is "
+		 "an IPv6 address in brackets ([::1]:25), * for every IPv4 "
+		 "and IPv6 address (IPv4 only, with a warning, on a machine "
+		 "without IPv6), or localhost (its loopback addresses). The "
+		 "role says what the listener is "
 		 "for: mx (the default; port 25) receives mail for the local "
 		 "domains from anyone, and offers STARTTLS but no AUTH; "
 		 "submission (port 587, or 2525 where 587 is blocked) is for "
