@@ -79,8 +79,15 @@ enum log_level {
 	LOG_LEVEL_ERROR,
 };
 
+enum log_format {
+	LOG_FORMAT_TEXT = 0,  /* "<ts> <level> <key=value line>" */
+	LOG_FORMAT_JSON,      /* one JSON object a line (log_json) */
+};
+
 /* dest: "stderr", "syslog" or a file path (appended). Returns 0 or -1. */
 int log_open(const char *dest, enum log_level min, const char **error_r);
+/* text (the default) or JSON; set at start-up, as log_open */
+void log_set_format(enum log_format format);
 void log_close(void);
 /*
  * For log rotation (SIGUSR1): a file sink opens its path again (appending,
@@ -110,6 +117,19 @@ void log_errno(enum log_level lvl, const char *fmt, ...)
  * dst. Output longer than the room ends in "...".
  */
 char *log_escape(char *dst, size_t dstsz, const void *p, size_t n);
+
+/*
+ * A log line as one JSON object: {"ts":ts,"level":level,...} (no "ts"
+ * when ts is NULL), then the line's leading words as "subsystem"
+ * ("smtp"), each key=value as a string member (a "quoted" value without
+ * its quotes, else the word up to the next space), and any other words
+ * as "msg". Strings are JSON-escaped; octets past ASCII become the text
+ * \xHH. A member that does not fit in dstsz ends the object with
+ * "truncated":"yes". Writes a NUL-terminated object (dstsz > 24) and
+ * returns its length.
+ */
+size_t log_json(char *dst, size_t dstsz, const char *ts, const char *level,
+		const char *text);
 
 /* ------------------------------------------------------------------ */
 /*

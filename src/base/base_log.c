@@ -4,7 +4,8 @@
  * single write(2) so that lines from worker threads never interleave.
  * The sink is process-wide, set once at start-up before threads start;
  * log_reopen() later changes the file under the same descriptor number
- * only, so threads that log need no lock.
+ * only, so threads that log need no lock. In the JSON format the same
+ * line becomes one JSON object (log_json).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,14 +20,16 @@
 
 enum log_sink_kind { LOG_SINK_FD = 0, LOG_SINK_SYSLOG };
 
-/* the process-wide log sink: written by log_open() and log_close() only
- * (log_reopen() changes what fd refers to, never fd) */
+/* the process-wide log sink: written by log_open(), log_set_format()
+ * and log_close() only (log_reopen() changes what fd refers to, never
+ * fd) */
 static struct {
 	enum log_sink_kind kind;
 	int fd;
 	enum log_level min;
 	char *path;     /* a file sink's path, for log_reopen(); else NULL */
-} log_sink = { LOG_SINK_FD, 2, LOG_LEVEL_INFO, NULL };
+	enum log_format format;
+} log_sink = { LOG_SINK_FD, 2, LOG_LEVEL_INFO, NULL, LOG_FORMAT_TEXT };
 
 static int
 log_file_open(const char *path)
@@ -92,6 +95,12 @@ log_reopen(const char **error_r)
 }
 
 void
+log_set_format(enum log_format format)
+{
+	log_sink.format = format;
+}
+
+void
 log_close(void)
 {
 	if (log_sink.kind == LOG_SINK_SYSLOG)
@@ -104,26 +113,234 @@ log_close(void)
 	log_sink.path = NULL;
 }
 
+/* ------------------------------------------------------------------ */
+/* JSON lines */
+
+/* a bounded writer: a piece that does not fit sets `full` and leaves
+ * what was written before it */
+struct json_out {
+	char *p;
+	size_t len, cap;
+	bool full;
+};
+
+static void
+json_raw(struct json_out *w, const char *s, size_t n)
+{
+	if (w->full || n > w->cap - w->len) {
+		w->full = true;
+		return;
+	}
+	memcpy(w->p + w->len, s, n);
+	w->len += n;
+}
+
+/* a JSON string: '"' and '\\' escaped, control octets as \u00XX, and
+ * octets past ASCII as the text "\xHH" (log_escape's form: the line may
+ * hold bytes that are not UTF-8) */
+static void
+json_str(struct json_out *w, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	json_raw(w, "\"", 1);
+	for (size_t i = 0; i < n && !w->full; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[8];
+		if (c == '"' || c == '\\') {
+			e[0] = '\\';
+			e[1] = (char)c;
+			json_raw(w, e, 2);
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(e, "\\u00", 4);
+			e[4] = hex[c >> 4];
+			e[5] = hex[c & 15];
+			json_raw(w, e, 6);
+		} else if (c >= 0x80) {
+			memcpy(e, "\\\\x", 3);
+			e[3] = hex[c >> 4];
+			e[4] = hex[c & 15];
+			json_raw(w, e, 5);
+		} else {
+			json_raw(w, (const char *)&s[i], 1);
+		}
+	}
+	json_raw(w, "\"", 1);
+}
+
+/* one "key":"value" member; false (and nothing written) when it does
+ * not fit */
+static bool
+json_member(struct json_out *w, const char *k, size_t klen, const char *v,
+	    size_t vlen)
+{
+	size_t mark = w->len;
+
+	if (w->full)
+		return false;
+	if (mark > 1)
+		json_raw(w, ",", 1);
+	json_str(w, k, klen);
+	json_raw(w, ":", 1);
+	json_str(w, v, vlen);
+	if (w->full) {
+		w->len = mark;
+		return false;
+	}
+	return true;
+}
+
+static bool
+is_key_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+}
+
+/* q points at a quote: is it the end of the quoted value? */
+static bool
+quote_ends(const char *q)
+{
+	const char *k;
+
+	q++;
+	if (*q == '\0')
+		return true;
+	if (*q != ' ')
+		return false;
+	while (*q == ' ')
+		q++;
+	if (*q == '\0')
+		return true;
+	for (k = q; is_key_char(*k); k++)
+		;
+	return k > q && *k == '=';
+}
+
+size_t
+log_json(char *dst, size_t dstsz, const char *ts, const char *level,
+	 const char *text)
+{
+	static const char cut[] = ",\"truncated\":\"yes\"}";
+	struct json_out w = { dst, 0, 0, false };
+	const char *p = text;
+	const char *sub = NULL, *sub_end = NULL;
+	char msg[1024];
+	size_t msglen = 0;
+	bool any_pair = false, dropped = false;
+
+	TN_ASSERT(dstsz > sizeof(cut) + 2);
+	/* the members stop short of the room the end of the object takes,
+	 * cut mark and NUL included, whatever was dropped */
+	w.cap = dstsz - sizeof(cut);
+	json_raw(&w, "{", 1);
+	if (ts != NULL)
+		(void)json_member(&w, "ts", 2, ts, strlen(ts));
+	(void)json_member(&w, "level", 5, level, strlen(level));
+	while (!dropped) {
+		const char *t, *k_end, *v, *v_end;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		t = p;
+		k_end = t;
+		while (is_key_char(*k_end))
+			k_end++;
+		if (k_end == t || *k_end != '=') {
+			/* a word of its own: the leading ones name what the
+			 * line is about ("smtp", "net dns"), later ones go
+			 * to "msg" */
+			while (*p != '\0' && *p != ' ')
+				p++;
+			if (!any_pair) {
+				if (sub == NULL)
+					sub = t;
+				sub_end = p;
+				continue;
+			}
+			size_t n = (size_t)(p - t);
+			if (msglen + n + 1 < sizeof(msg)) {
+				if (msglen > 0)
+					msg[msglen++] = ' ';
+				memcpy(msg + msglen, t, n);
+				msglen += n;
+			}
+			continue;
+		}
+		if (!any_pair && sub != NULL &&
+		    !json_member(&w, "subsystem", 9, sub,
+				 (size_t)(sub_end - sub)))
+			dropped = true;
+		any_pair = true;
+		v = k_end + 1;
+		if (*v == '"') {
+			/* a quoted value ends at a quote before the end or
+			 * before the next key=value (log_escape leaves no
+			 * quote inside, other text may) */
+			v++;
+			v_end = v;
+			while (*v_end != '\0' &&
+			       !(*v_end == '"' && quote_ends(v_end)))
+				v_end++;
+			p = *v_end == '"' ? v_end + 1 : v_end;
+		} else {
+			v_end = v;
+			while (*v_end != '\0' && *v_end != ' ')
+				v_end++;
+			p = v_end;
+		}
+		if (!dropped &&
+		    !json_member(&w, t, (size_t)(k_end - t), v,
+				 (size_t)(v_end - v)))
+			dropped = true;
+	}
+	if (!dropped && !any_pair && sub != NULL &&
+	    !json_member(&w, "subsystem", 9, sub, (size_t)(sub_end - sub)))
+		dropped = true;
+	if (!dropped && msglen > 0 && !json_member(&w, "msg", 3, msg, msglen))
+		dropped = true;
+	/* the end always fits: cap kept room for it */
+	w.cap = dstsz - 1;
+	w.full = false;
+	if (dropped)
+		json_raw(&w, w.len > 1 ? cut : cut + 1,
+			 w.len > 1 ? sizeof(cut) - 1 : sizeof(cut) - 2);
+	else
+		json_raw(&w, "}", 1);
+	dst[w.len] = '\0';
+	return w.len;
+}
+
+/* ------------------------------------------------------------------ */
+
 static void __attribute__((format(printf, 3, 0)))
 log_vwrite(enum log_level lvl, const char *suffix, const char *fmt,
 	   va_list ap)
 {
-	char line[4096];
+	char line[4096], ts[64] = "";
 	size_t len = 0;
 	int n;
+	bool json = log_sink.format == LOG_FORMAT_JSON;
 
 	if (lvl < log_sink.min)
 		return;
 	if (log_sink.kind == LOG_SINK_FD) {
-		struct timespec ts;
+		struct timespec ts_now;
 		struct tm tm;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		len = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n = snprintf(line + len, sizeof(line) - len, ".%03ldZ %s ",
-			     ts.tv_nsec / 1000000L, level_names[lvl]);
-		if (n > 0)
-			len += (size_t)n;
+		size_t tl;
+		clock_gettime(CLOCK_REALTIME, &ts_now);
+		gmtime_r(&ts_now.tv_sec, &tm);
+		tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		(void)snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ",
+			       ts_now.tv_nsec / 1000000L);
+		if (!json) {
+			n = snprintf(line, sizeof(line), "%s %s ", ts,
+				     level_names[lvl]);
+			if (n > 0)
+				len = (size_t)n;
+		}
 	}
 	n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
 	if (n < 0)
@@ -135,10 +352,27 @@ log_vwrite(enum log_level lvl, const char *suffix, const char *fmt,
 			len = len + (size_t)n >= sizeof(line) - 1 ?
 				sizeof(line) - 2 : len + (size_t)n;
 	}
+	line[len] = '\0';
+	if (json) {
+		/* every octet of line may take 6 in JSON: the object is cut
+		 * at a member that does not fit ("truncated":"yes") */
+		char obj[8192];
+		size_t olen = log_json(obj, sizeof(obj) - 1,
+				       log_sink.kind == LOG_SINK_FD ? ts : NULL,
+				       level_names[lvl], line);
+		if (log_sink.kind == LOG_SINK_SYSLOG) {
+			static const int prio[] = { LOG_DEBUG, LOG_INFO,
+						    LOG_WARNING, LOG_ERR };
+			syslog(prio[lvl], "%s", obj);
+			return;
+		}
+		obj[olen++] = '\n';
+		(void)!write(log_sink.fd, obj, olen);
+		return;
+	}
 	if (log_sink.kind == LOG_SINK_SYSLOG) {
 		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING,
 					    LOG_ERR };
-		line[len] = '\0';
 		syslog(prio[lvl], "%s", line);
 		return;
 	}

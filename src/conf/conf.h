@@ -68,6 +68,7 @@ enum conf_log_level {
 #define CONF_STATE_DIR_DEFAULT		"tern-state"
 #define CONF_LOG_DEFAULT		"stderr"
 #define CONF_LOG_LEVEL_DEFAULT		CONF_LOG_INFO
+#define CONF_LOG_FORMAT_DEFAULT		"text"
 #define CONF_LISTEN_DEFAULT		"127.0.0.1:2525 mx"
 #define CONF_DOMAIN_DEFAULT		"localhost"
 #define CONF_SIZE_MAX_DEFAULT		(50ULL << 20)	/* 50M */
@@ -264,6 +265,7 @@ struct tern_conf {
 	size_t ntls_sni;
 	struct conf_send_as *send_as; /* send_as (repeatable) */
 	size_t nsend_as;
+	char *log_format;         /* log_format: "text" or "json" */
 
 	/* private to conf: hashed user and alias names for conf_resolve();
 	 * NULL or out of date (users or aliases added by hand) falls back

@@ -277,6 +277,7 @@ conf_free(struct tern_conf **confp)
 	free(conf->hostname);
 	free(conf->state_dir);
 	free(conf->log);
+	free(conf->log_format);
 	for (size_t i = 0; i < conf->nlisteners; i++) {
 		free(conf->listeners[i].address);
 		free(conf->listeners[i].port);

@@ -72,6 +72,18 @@ check_log(char *value, char **msg_r)
 	return 0;
 }
 
+static int
+check_log_format(char *value, char **msg_r)
+{
+	if (ascii_strcasecmp(value, "text") != 0 &&
+	    ascii_strcasecmp(value, "json") != 0) {
+		*msg_r = xasprintf("%s is not text or json", conf_q(value).s);
+		return -1;
+	}
+	conf_lower(value);
+	return 0;
+}
+
 /* ---- listen ------------------------------------------------------------ */
 
 static int
@@ -898,6 +910,13 @@ const struct conf_key conf_keys[] = {
 	  .doc = "Connections per minute from one client address (one /64 "
 		 "for IPv6); more get 421 4.7.0. Clients in relay_from are "
 		 "not limited. 0, the default: no limit." },
+	{ .key = "log_format", .type = CONF_T_STRING,
+	  .def = CONF_LOG_FORMAT_DEFAULT, .offset = OFF(log_format),
+	  .check = check_log_format,
+	  .doc = "How log lines are written: text, the default (time, "
+		 "level, then key=value pairs), or json (one JSON object a "
+		 "line: ts, level, subsystem and each key=value as a string "
+		 "member)." },
 };
 
 const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);

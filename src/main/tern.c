@@ -200,6 +200,8 @@ cmd_serve(const char *config_path)
 	}
 	for (size_t i = 0; i < conf->nusers; i++)
 		absolutize(&conf->users[i].maildir, cwd);
+	log_set_format(strcmp(conf->log_format, "json") == 0 ?
+		       LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	if (log_open(conf->log, (enum log_level)conf->log_level, &error) < 0) {
 		fprintf(stderr, "tern: cannot open log %s: %s\n", conf->log, error);
 		conf_free(&conf);

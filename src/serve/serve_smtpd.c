@@ -50,6 +50,10 @@ struct smtpd_session {
 	struct spool_msg *msg;
 	char *first_rcpt;         /* for Received: "for" with one RCPT */
 	unsigned nrcpt_cmds;      /* RCPT commands accepted */
+	struct buf log_to;        /* for the accepted line: each accepted
+				   * RCPT as given, "<a>,<b>" (escaped) */
+	struct buf log_orcpt;     /* ... "<b>:rfc822;c" for an ORCPT= that
+				   * names another address */
 	bool esmtp;
 
 	bool closing;             /* close once the output is written */
@@ -90,9 +94,31 @@ struct smtpd_session {
 	struct event *auth_delay; /* the failure reply waits for it */
 	unsigned auth_delay_code;
 	const char *auth_delay_enhanced, *auth_delay_text;
+	unsigned auth_refused;    /* AUTH refused with PERMFAIL, counted as
+				   * the engine counts toward
+				   * auth_failures_max */
+
+	/* for the log */
+	const char *tls_version;  /* "TLSv1.3" once TLS is up (static) */
+	const char *end_reason;   /* why the session ends: the first cause
+				   * seen (session_end), static text */
 };
 
 static void session_pump(struct smtpd_session *s);
+
+/*
+ * Notes why the session ends, for its disconnect line: quit, timeout,
+ * limit, shutdown, tls_failed or error. The first cause wins (a session
+ * cut at a limit then lingers until the peer's FIN). When none was noted,
+ * session_free says peer_closed, or aborted_in_data for a peer gone in
+ * the middle of a message.
+ */
+static void
+session_end(struct smtpd_session *s, const char *reason)
+{
+	if (s->end_reason == NULL)
+		s->end_reason = reason;
+}
 
 static double
 mono_now(void)
@@ -117,6 +143,24 @@ tx_clear(struct smtpd_session *s)
 	free(s->first_rcpt);
 	s->first_rcpt = NULL;
 	s->nrcpt_cmds = 0;
+	buf_clear(&s->log_to);
+	buf_clear(&s->log_orcpt);
+}
+
+/* the disconnect line's reason= */
+static const char *
+end_reason(const struct smtpd_session *s)
+{
+	if (s->end_reason != NULL)
+		return s->end_reason;
+	if (!s->peer_eof && !s->dead)
+		return "error";
+	/* inside DATA or a BDAT chunk, or between the chunks of one
+	 * message (its spool file is open) */
+	if (smtp_engine_phase(s->engine) == SMTP_PHASE_DATA ||
+	    (s->msg != NULL && !s->committing))
+		return "aborted_in_data";
+	return "peer_closed";
 }
 
 static void
@@ -124,8 +168,8 @@ session_free(struct smtpd_session *s)
 {
 	struct tern_server *srv = s->srv;
 
-	log_info("smtp sess=%08x event=disconnect client=%s messages=%u",
-		 s->id, s->peer, s->messages);
+	log_info("smtp sess=%08x event=disconnect client=%s messages=%u "
+		 "reason=%s", s->id, s->peer, s->messages, end_reason(s));
 	tx_clear(s);
 	smtp_engine_free(&s->engine);
 	conn_free(&s->conn);
@@ -175,11 +219,39 @@ server_srs_domain(const struct tern_conf *conf, const char *domain)
 	       ascii_strcasecmp(conf->domains[0], domain) == 0;
 }
 
-/* peer text for a log line (RFC-valid addresses may still hold quotes) */
+/*
+ * Peer text for a log value (RFC-valid addresses may still hold quotes
+ * and spaces): log_escape(), and a space as \x20 too, so that an
+ * unquoted value stays one word and no peer can add a key=value of its
+ * own to the line.
+ */
 static const char *
 esc(char *out, size_t outsz, const char *text)
 {
-	return log_escape(out, outsz, text, strlen(text));
+	char tmp[512];
+	size_t o = 0;
+
+	TN_ASSERT(outsz >= 4);
+	(void)log_escape(tmp, sizeof(tmp), text, strlen(text));
+	for (size_t i = 0; tmp[i] != '\0'; i++) {
+		bool space = tmp[i] == ' ';
+		if (o + (space ? 4 : 1) + 1 > outsz) {
+			/* no room: end in "..." as log_escape does */
+			while (o > 0 && o + 4 > outsz)
+				o--;
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (space) {
+			memcpy(out + o, "\\x20", 4);
+			o += 4;
+		} else {
+			out[o++] = tmp[i];
+		}
+	}
+	out[o] = '\0';
+	return out;
 }
 
 static void
@@ -190,6 +262,66 @@ decide(struct smtpd_session *s, enum smtp_verdict_kind kind, unsigned code,
 		.kind = kind, .code = code, .enhanced = enhanced, .text = text,
 	};
 	smtp_engine_decide(s->engine, &v);
+}
+
+/* a reply as a log value: "550 5.1.1 text", escaped */
+static const char *
+reply_text(char *out, size_t outsz, unsigned code, const char *enhanced,
+	   const char *text)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%u%s%s%s%s", code,
+			 enhanced != NULL ? " " : "",
+			 enhanced != NULL ? enhanced : "",
+			 text != NULL && text[0] != '\0' ? " " : "",
+			 text != NULL ? text : "");
+
+	if (n < 0)
+		line[0] = '\0';
+	return log_escape(out, outsz, line, strlen(line));
+}
+
+/*
+ * Refuses the event that waits with this reply, and logs it: "smtp
+ * sess=ID <what> result="<reply>"", where what is the event's own
+ * key=value text ("event=rcpt rcpt=<...>").
+ */
+static void
+refuse(struct smtpd_session *s, enum smtp_verdict_kind kind, unsigned code,
+       const char *enhanced, const char *text, const char *what)
+{
+	char r[600];
+
+	log_info("smtp sess=%08x %s result=\"%s\"", s->id, what,
+		 reply_text(r, sizeof(r), code, enhanced, text));
+	decide(s, kind, code, enhanced, text);
+}
+
+/*
+ * A reply at one of the limits a client may reach (junk_max, errors_max,
+ * auth_failures_max: 421 4.7.0; rcpt_max: 452 4.5.3; size_max: 552
+ * 5.3.4): logged as a warning.
+ */
+static bool
+reply_is_limit(const char *reply)
+{
+	return strncmp(reply, "421 4.7.0 ", 10) == 0 ||
+	       strncmp(reply, "452 4.5.3 ", 10) == 0 ||
+	       strncmp(reply, "552 5.3.4 ", 10) == 0;
+}
+
+/* "from=<sender>" of the transaction under way, for a refusal's line */
+static const char *
+tx_what(const struct smtpd_session *s, char *out, size_t outsz)
+{
+	char e[300];
+
+	if (s->env == NULL)
+		snprintf(out, outsz, "event=data");
+	else
+		snprintf(out, outsz, "event=data from=<%s>",
+			 esc(e, sizeof(e), s->env->mail_from));
+	return out;
 }
 
 /* ------------------------------------------------------------------ */
@@ -334,13 +466,12 @@ on_mail(struct smtpd_session *s, const struct smtp_event *ev)
 	tx_clear(s);
 	if (s->account != NULL &&
 	    !sender_owned(s->srv->conf, s->account, ev->address)) {
-		char e[300];
-		decide(s, SMTP_VERDICT_PERMFAIL, 553, "5.7.1",
-		       "Sender address not owned by the authenticated "
-		       "account");
-		log_info("smtp sess=%08x event=mail from=<%s> account=%s "
-			 "result=\"553 5.7.1 not owned\"", s->id,
+		char e[300], what[400];
+		snprintf(what, sizeof(what), "event=mail from=<%s> account=%s",
 			 esc(e, sizeof(e), ev->address), s->account);
+		refuse(s, SMTP_VERDICT_PERMFAIL, 553, "5.7.1",
+		       "Sender address not owned by the authenticated "
+		       "account", what);
 		return;
 	}
 	env = xcalloc(1, sizeof(*env));
@@ -435,25 +566,105 @@ routes_by_local_part(const char *addr)
 	return false;
 }
 
+/* reason: a word for the log, where one reply has several causes */
 static void
 rcpt_refuse(struct smtpd_session *s, const struct smtp_event *ev,
-	    unsigned code, const char *enhanced, const char *text)
+	    enum smtp_verdict_kind kind, unsigned code, const char *enhanced,
+	    const char *text, const char *reason)
 {
-	char e[300];
+	char e[300], what[400];
 
-	decide(s, SMTP_VERDICT_PERMFAIL, code, enhanced, text);
-	log_info("smtp sess=%08x event=rcpt rcpt=<%s> result=\"%u %s %s\"",
-		 s->id, esc(e, sizeof(e), ev->address), code, enhanced, text);
+	snprintf(what, sizeof(what), "event=rcpt rcpt=<%s> reason=%s",
+		 esc(e, sizeof(e), ev->address), reason);
+	refuse(s, kind, code, enhanced, text, what);
+}
+
+static char
+lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* RFC 3461 §4.2 xtext: "+" and two upper-case hex digits for one octet */
+static int
+xtext_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * true when an ORCPT= ("rfc822;" and the address in xtext) names another
+ * address than the RCPT it came with
+ */
+static bool
+orcpt_differs(const char *orcpt, const char *address)
+{
+	static const char type[] = "rfc822;";
+	const char *p = orcpt, *a = address;
+
+	if (ascii_strncasecmp(p, type, sizeof(type) - 1) != 0)
+		return true;
+	p += sizeof(type) - 1;
+	while (*p != '\0' && *a != '\0') {
+		int c = (unsigned char)*p++;
+		if (c == '+') {
+			int hi = xtext_hex(p[0]), lo = hi < 0 ? -1 :
+				 xtext_hex(p[1]);
+			if (lo < 0)
+				return true;
+			c = hi * 16 + lo;
+			p += 2;
+		}
+		if (lower((char)c) != lower(*a++))
+			return true;
+	}
+	return *p != '\0' || *a != '\0';
+}
+
+/*
+ * Adds an item to a comma-separated list for a log line (b->max bounds
+ * it); a list too long ends in ",..." and takes no more.
+ */
+static void
+log_list_add(struct buf *b, const char *item)
+{
+	static const char more[] = ",...";
+	size_t n = strlen(item) + (b->len > 0 ? 1 : 0);
+
+	if (b->len >= sizeof(more) - 1 &&
+	    memcmp(b->p + b->len - (sizeof(more) - 1), more,
+		   sizeof(more) - 1) == 0)
+		return;
+	/* keep room for the mark */
+	if (b->len + n + sizeof(more) - 1 > b->max) {
+		(void)buf_append(b, more, sizeof(more) - 1);
+		return;
+	}
+	if (b->len > 0)
+		(void)buf_append(b, ",", 1);
+	(void)buf_append(b, item, strlen(item));
 }
 
 static void
 rcpt_accept(struct smtpd_session *s, const struct smtp_event *ev,
 	    const char *how)
 {
-	char e[300];
+	char e[300], o[300], item[620];
 
 	if (s->nrcpt_cmds++ == 0)
 		s->first_rcpt = xstrdup(ev->address);
+	snprintf(item, sizeof(item), "<%s>", esc(e, sizeof(e), ev->address));
+	log_list_add(&s->log_to, item);
+	if (ev->rcpt.orcpt != NULL &&
+	    orcpt_differs(ev->rcpt.orcpt, ev->address)) {
+		snprintf(item, sizeof(item), "<%s>:%s", e,
+			 esc(o, sizeof(o), ev->rcpt.orcpt));
+		log_list_add(&s->log_orcpt, item);
+	}
 	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
 	log_debug("smtp sess=%08x event=rcpt rcpt=<%s> result=accepted "
 		  "route=%s", s->id, esc(e, sizeof(e), ev->address), how);
@@ -551,8 +762,8 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 	const char *err = NULL;
 
 	if (s->env == NULL) {
-		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
-		       "No transaction");
+		rcpt_refuse(s, ev, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+			    "No transaction", "no_transaction");
 		goto out;
 	}
 	if (rcpt_local(s, ev, addr)) {
@@ -581,23 +792,26 @@ on_rcpt(struct smtpd_session *s, const struct smtp_event *ev)
 		log_info("smtp sess=%08x event=srs rcpt=<%s> error=\"%s\"",
 			 s->id, esc(e, sizeof(e), ev->address),
 			 err != NULL ? err : "invalid");
-		rcpt_refuse(s, ev, 550, "5.1.1", "Invalid SRS address");
+		rcpt_refuse(s, ev, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
+			    "Invalid SRS address", "srs_invalid");
 		goto out;
 	}
 	if (at == NULL || conf_is_local_domain(conf, at + 1)) {
 		if (routes_by_local_part(addr))
-			rcpt_refuse(s, ev, 550, "5.7.1",
-				    "Relay access denied");
+			rcpt_refuse(s, ev, SMTP_VERDICT_PERMFAIL, 550,
+				    "5.7.1", "Relay access denied",
+				    "local_part_route");
 		else
-			rcpt_refuse(s, ev, 550, "5.1.1",
-				    "Recipient address rejected: no such user "
-				    "here");
+			rcpt_refuse(s, ev, SMTP_VERDICT_PERMFAIL, 550,
+				    "5.1.1", "Recipient address rejected: no "
+				    "such user here", "no_such_user");
 		goto out;
 	}
 	/* another domain: only trusted and authenticated clients may relay
 	 * (RFC 5321 §3.6.2, RFC 3463 5.7.1) */
 	if (!s->trusted && s->account == NULL) {
-		rcpt_refuse(s, ev, 550, "5.7.1", "Relay access denied");
+		rcpt_refuse(s, ev, SMTP_VERDICT_PERMFAIL, 550, "5.7.1",
+			    "Relay access denied", "relay_denied");
 		goto out;
 	}
 	env_add_rcpt(s->env, ev, SPOOL_AGENT_RELAY, addr, 0);
@@ -612,12 +826,14 @@ on_data_start(struct smtpd_session *s, const struct smtp_event *ev)
 {
 	const char *error = NULL;
 	time_t now = time(NULL);
+	char what[400];
 
 	if (s->env == NULL || spool_msg_new(s->srv->spool, &s->msg, &error) < 0) {
 		log_error("smtp sess=%08x event=spool_new error=\"%s\"", s->id,
 			  error != NULL ? error : "no transaction");
-		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
-		       "Temporary spool failure, try again later");
+		refuse(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later",
+		       tx_what(s, what, sizeof(what)));
 		return;
 	}
 	{
@@ -631,39 +847,40 @@ on_data_start(struct smtpd_session *s, const struct smtp_event *ev)
 	if (write_received(s, ev->helo_name != NULL ? ev->helo_name : "",
 			   s->env->smtputf8, now) < 0) {
 		spool_msg_abort(&s->msg);
-		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
-		       "Temporary spool failure, try again later");
+		log_error("smtp sess=%08x event=spool_write error=\"cannot "
+			  "write the Received: header\"", s->id);
+		refuse(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later",
+		       tx_what(s, what, sizeof(what)));
 		return;
 	}
 	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
 }
 
-/* one line per accepted message: who from, to whom, how big */
+/*
+ * One line per accepted message: the client and its HELO name, the
+ * sender, the size, each accepted RCPT as given (to=<a>,<b>; nrcpt
+ * counts them) with the original recipient of the ones whose ORCPT=
+ * names another address (orcpt=<b>:rfc822;c@example.org), the TLS
+ * version (tls=none in the clear) and the authenticated account if any.
+ */
 static void
-log_accepted(const struct smtpd_session *s, const struct spool_envelope *env)
+log_accepted(struct smtpd_session *s, const struct spool_envelope *env)
 {
-	struct buf to;
-	char e[300], from[300];
+	char e[320], from[300], helo[300], account[340] = "";
 
-	buf_init(&to, 1024);
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		const char *a = env->rcpts[i].address;
-		bool seen = false;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = strcmp(env->rcpts[j].address, a) == 0;
-		if (seen)
-			continue;
-		if (buf_printf(&to, "%s<%s>", to.len > 0 ? "," : "",
-			       esc(e, sizeof(e), a)) < 0) {
-			(void)buf_append_str(&to, ",...");
-			break;
-		}
-	}
-	log_info("queue id=%s event=accepted sess=%08x client=%s from=<%s> to=%s nrcpt=%zu size=%llu",
+	if (s->account != NULL)
+		snprintf(account, sizeof(account), " account=%s",
+			 esc(e, sizeof(e), s->account));
+	log_info("queue id=%s event=accepted sess=%08x client=%s helo=%s "
+		 "from=<%s> size=%llu nrcpt=%u to=%s%s%s tls=%s%s",
 		 env->id, s->id, s->peer,
-		 esc(from, sizeof(from), env->mail_from), buf_cstr(&to),
-		 env->nrcpts, (unsigned long long)env->size);
-	buf_clear(&to);
+		 esc(helo, sizeof(helo), env->helo != NULL ? env->helo : ""),
+		 esc(from, sizeof(from), env->mail_from),
+		 (unsigned long long)env->size, s->nrcpt_cmds,
+		 buf_cstr(&s->log_to), s->log_orcpt.len > 0 ? " orcpt=" : "",
+		 buf_cstr(&s->log_orcpt),
+		 s->tls_version != NULL ? s->tls_version : "none", account);
 }
 
 /*
@@ -686,11 +903,15 @@ answer_message(struct smtpd_session *s, const char *id, bool durable)
 		snprintf(text, sizeof(text), "Ok: queued as %s", id);
 		decide(s, SMTP_VERDICT_OK, 0, NULL, text);
 	} else {
-		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
-		       "Temporary spool failure, try again later");
+		char what[64];
+		snprintf(what, sizeof(what), "event=data id=%s", id);
+		refuse(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later", what);
 	}
-	if (s->shutdown_pending)
+	if (s->shutdown_pending) {
+		session_end(s, "shutdown");
 		smtp_engine_shutdown(s->engine);
+	}
 	session_pump(s);
 }
 
@@ -765,8 +986,10 @@ on_data_end(struct smtpd_session *s, const struct smtp_event *ev)
 	size_t len;
 
 	if (s->msg == NULL || s->env == NULL) {
-		decide(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
-		       "Temporary spool failure, try again later");
+		char what[400];
+		refuse(s, SMTP_VERDICT_TEMPFAIL, 451, "4.3.0",
+		       "Temporary spool failure, try again later",
+		       tx_what(s, what, sizeof(what)));
 		return;
 	}
 	(void)ev;
@@ -811,18 +1034,20 @@ on_vrfy(struct smtpd_session *s, const struct smtp_event *ev)
 {
 	const struct conf_user **users = NULL;
 	size_t n = 0;
-	char line[512];
+	char line[512], e[300], what[400];
 
+	snprintf(what, sizeof(what), "event=vrfy arg=%s",
+		 esc(e, sizeof(e), ev->address));
 	if (resolve_name(s, ev->address, &users, &n) == 1 && n == 1) {
 		snprintf(line, sizeof(line), "<%s@%s>", users[0]->name,
 			 s->srv->conf->domains[0]);
 		decide(s, SMTP_VERDICT_OK, 250, "2.1.5", line);
 	} else if (n > 1) {
-		decide(s, SMTP_VERDICT_PERMFAIL, 553, "5.1.4",
-		       "Ambiguous: that is a list, use EXPN");
+		refuse(s, SMTP_VERDICT_PERMFAIL, 553, "5.1.4",
+		       "Ambiguous: that is a list, use EXPN", what);
 	} else {
-		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
-		       "No such user here");
+		refuse(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
+		       "No such user here", what);
 	}
 	free(users);
 }
@@ -835,8 +1060,11 @@ on_expn(struct smtpd_session *s, const struct smtp_event *ev)
 	const char *domain = s->srv->conf->domains[0];
 
 	if (resolve_name(s, ev->address, &users, &n) != 1 || n == 0) {
-		decide(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
-		       "No such list here");
+		char e[300], what[400];
+		snprintf(what, sizeof(what), "event=expn arg=%s",
+			 esc(e, sizeof(e), ev->address));
+		refuse(s, SMTP_VERDICT_PERMFAIL, 550, "5.1.1",
+		       "No such list here", what);
 		free(users);
 		return;
 	}
@@ -888,6 +1116,7 @@ tls_done(void *arg, bool ok, const char *error)
 	s->tls_starting = false;
 	if (!ok) {
 		char e[300];
+		session_end(s, "tls_failed");
 		log_info("smtp sess=%08x event=tls_failed client=%s "
 			 "error=\"%s\"", s->id, s->peer,
 			 log_escape(e, sizeof(e), error, strlen(error)));
@@ -896,6 +1125,7 @@ tls_done(void *arg, bool ok, const char *error)
 	}
 	s->tls = true;
 	(void)conn_tls_info(s->conn, &version, &cipher, &verified);
+	s->tls_version = version;
 	log_info("smtp sess=%08x event=tls client=%s version=%s cipher=%s",
 		 s->id, s->peer, version, cipher);
 	if (s->role == CONF_ROLE_SUBMISSIONS && s->seen_cmds == 0 &&
@@ -922,6 +1152,7 @@ tls_begin(struct smtpd_session *s)
 		log_info("smtp sess=%08x event=tls_failed client=%s "
 			 "error=\"%s\"", s->id, s->peer, error);
 		free(error);
+		session_end(s, "tls_failed");
 		s->closing = true;
 		return false;
 	}
@@ -938,8 +1169,8 @@ static void
 on_starttls(struct smtpd_session *s)
 {
 	if (s->srv->tls == NULL) {
-		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
-		       "TLS not available");
+		refuse(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+		       "TLS not available", "event=starttls");
 		return;
 	}
 	decide(s, SMTP_VERDICT_OK, 0, NULL, NULL);
@@ -989,10 +1220,28 @@ auth_delay_fire(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * Counts an AUTH refused with PERMFAIL, as the engine does: the one that
+ * reaches auth_failures_max is answered 421 4.7.0 and a close rather
+ * than with the verdict's reply, and logged from the engine's refusal
+ * event. True for that one.
+ */
+static bool
+auth_refusal_closes(struct smtpd_session *s)
+{
+	unsigned max = s->srv->conf->auth_failures_max;
+
+	if (max == 0)
+		max = SMTP_AUTH_FAILURES_MAX_DEFAULT;
+	return ++s->auth_refused >= max;
+}
+
+/*
  * A failed attempt: logged with the client address in a line fail2ban
- * can match (event=auth_failed client=ADDR), never with the password;
- * the reply waits 2^(n-2) seconds for the n-th failure from the address
- * in 15 minutes, up to auth_delay_max.
+ * can match (event=auth_failed client=ADDR), never with the password,
+ * and with the reply (none when it is the 421 of auth_failures_max:
+ * the refused line after it says so); the reply waits 2^(n-2) seconds
+ * for the n-th failure from the address in 15 minutes, up to
+ * auth_delay_max.
  */
 static void
 auth_failure(struct smtpd_session *s, const char *reason, unsigned code,
@@ -1004,14 +1253,18 @@ auth_failure(struct smtpd_session *s, const char *reason, unsigned code,
 					  (const struct sockaddr *)&s->peer_sa,
 					  (int64_t)time(NULL)) : 1;
 	unsigned delay = 0;
-	char e[300];
+	char e[300], r[600], result[620] = "";
 
+	if (!auth_refusal_closes(s))
+		snprintf(result, sizeof(result), " result=\"%s\"",
+			 reply_text(r, sizeof(r), code, enhanced, text));
 	log_warn("smtp sess=%08x event=auth_failed client=%s mech=%s "
-		 "user=\"%s\" reason=\"%s\" failures=%u", s->id, s->peer_ip,
-		 sasl_mech_name(s->sasl_mech),
+		 "user=\"%s\" reason=\"%s\" failures=%u%s", s->id,
+		 s->peer_ip, sasl_mech_name(s->sasl_mech),
 		 s->auth_user != NULL ?
-		 esc(e, sizeof(e), s->auth_user) : "",
-		 reason != NULL ? reason : "failed", n);
+		 log_escape(e, sizeof(e), s->auth_user,
+			    strlen(s->auth_user)) : "",
+		 reason != NULL ? reason : "failed", n, result);
 	sasl_server_free(&s->sasl);
 	free(s->auth_user);
 	s->auth_user = NULL;
@@ -1116,20 +1369,29 @@ on_auth(struct smtpd_session *s, const struct smtp_event *ev)
 	const char *error = NULL;
 	enum sasl_status st;
 	struct buf ch;
+	char e[300], what[400];
 
 	if (ev->auth_step == 0) {
 		uint8_t rnd[SASL_RANDOM_LEN];
 		enum sasl_mech m;
 
 		sasl_server_free(&s->sasl);
+		snprintf(what, sizeof(what), "event=auth mech=%s",
+			 esc(e, sizeof(e), ev->auth_mech != NULL ?
+			     ev->auth_mech : ""));
 		if (!sasl_mech_parse(ev->auth_mech, &m)) {
-			decide(s, SMTP_VERDICT_PERMFAIL, 504, "5.5.4",
-			       "Unrecognized authentication type");
+			if (auth_refusal_closes(s))
+				decide(s, SMTP_VERDICT_PERMFAIL, 504, "5.5.4",
+				       "Unrecognized authentication type");
+			else
+				refuse(s, SMTP_VERDICT_PERMFAIL, 504, "5.5.4",
+				       "Unrecognized authentication type",
+				       what);
 			return;
 		}
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-			decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
-			       "Temporary authentication failure");
+			refuse(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+			       "Temporary authentication failure", what);
 			return;
 		}
 		s->sasl_mech = m;
@@ -1137,8 +1399,11 @@ on_auth(struct smtpd_session *s, const struct smtp_event *ev)
 					  sasl_lookup, s);
 	}
 	if (s->sasl == NULL) {
-		decide(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
-		       "Temporary authentication failure");
+		snprintf(what, sizeof(what), "event=auth mech=%s",
+			 esc(e, sizeof(e), ev->auth_mech != NULL ?
+			     ev->auth_mech : ""));
+		refuse(s, SMTP_VERDICT_TEMPFAIL, 454, "4.7.0",
+		       "Temporary authentication failure", what);
 		return;
 	}
 	buf_init(&ch, 0);
@@ -1149,16 +1414,36 @@ on_auth(struct smtpd_session *s, const struct smtp_event *ev)
 	buf_clear(&ch);
 }
 
+/*
+ * A refusal the engine made by itself (a command out of order or with bad
+ * syntax, a limit) or a message it refused in DATA: the reply it sent.
+ * A 421 ends the session: at a limit (4.7.0), or on an error.
+ */
+static void
+log_refused(struct smtpd_session *s, const char *what, const char *reply)
+{
+	char r[600];
+
+	if (strncmp(reply, "421 ", 4) == 0)
+		session_end(s, strncmp(reply, "421 4.7.0 ", 10) == 0 ?
+			    "limit" : "error");
+	(void)log_escape(r, sizeof(r), reply, strlen(reply));
+	if (reply_is_limit(reply))
+		log_warn("smtp sess=%08x %s result=\"%s\"", s->id, what, r);
+	else
+		log_info("smtp sess=%08x %s result=\"%s\"", s->id, what, r);
+}
+
 static void
 handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 {
-	char esc[256];
+	char e[256], what[400];
 
 	switch (ev->kind) {
 	case SMTP_EV_HELO:
 		s->esmtp = ev->esmtp;
 		log_debug("smtp sess=%08x event=helo name=\"%s\" esmtp=%s", s->id,
-			 log_escape(esc, sizeof(esc), ev->helo_name,
+			 log_escape(e, sizeof(e), ev->helo_name,
 				    strlen(ev->helo_name)),
 			 ev->esmtp ? "yes" : "no");
 		break;
@@ -1179,8 +1464,7 @@ handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 			(void)spool_msg_write(s->msg, ev->data, ev->data_len);
 		break;
 	case SMTP_EV_DATA_ABORT:
-		log_info("smtp sess=%08x event=data_refused reply=\"%s\"", s->id,
-			 log_escape(esc, sizeof(esc), ev->reply, strlen(ev->reply)));
+		log_refused(s, tx_what(s, what, sizeof(what)), ev->reply);
 		tx_clear(s);
 		break;
 	case SMTP_EV_DATA_END:
@@ -1193,11 +1477,10 @@ handle_event(struct smtpd_session *s, const struct smtp_event *ev)
 		on_expn(s, ev);
 		break;
 	case SMTP_EV_QUIT:
+		session_end(s, "quit");
 		break;
 	case SMTP_EV_PROTOCOL_ERROR:
-		log_info("smtp sess=%08x event=refused reply=\"%s\"", s->id,
-			 log_escape(esc, sizeof(esc), ev->reply,
-				    strlen(ev->reply)));
+		log_refused(s, "event=refused", ev->reply);
 		break;
 	case SMTP_EV_STARTTLS:
 		on_starttls(s);
@@ -1272,6 +1555,16 @@ session_pump(struct smtpd_session *s)
 		if (s->closing || s->committing || s->dead ||
 		    s->tls_starting || smtp_engine_waiting(s->engine))
 			break;
+		/* events a verdict given outside this loop queued (a
+		 * password check's or a delayed AUTH failure's: the 421 at
+		 * auth_failures_max, AUTH_ABORT): the engine hands them out
+		 * now, not only after the next feed */
+		while (!s->committing && smtp_engine_next(s->engine, &ev)) {
+			any = true;
+			handle_event(s, &ev);
+			if (s->dead)
+				return;
+		}
 		session_flush(s);
 		if (conn_output_len(s->conn) > SMTPD_OUTPUT_HIGH) {
 			/* RFC 2920 §3.1 lets us stop reading; resume once the
@@ -1294,8 +1587,10 @@ session_pump(struct smtpd_session *s)
 			if (s->dead)
 				return;
 		}
-		if (r < 0)
+		if (r < 0) {
 			closed = true;
+			session_end(s, "error");  /* unless noted before */
+		}
 		if (closed)
 			s->closing = true;
 		if (used == 0 && !any)
@@ -1304,8 +1599,10 @@ session_pump(struct smtpd_session *s)
 	session_flush(s);
 	if (s->dead)
 		return;
-	if (smtp_engine_phase(s->engine) == SMTP_PHASE_CLOSED)
+	if (smtp_engine_phase(s->engine) == SMTP_PHASE_CLOSED) {
+		session_end(s, "error");  /* unless noted before */
 		s->closing = true;
+	}
 	if (s->peer_eof && !s->committing && !s->throttled &&
 	    (conn_input_len(s->conn) == 0 || smtp_engine_waiting(s->engine)))
 		s->closing = true;
@@ -1364,6 +1661,7 @@ conn_on_timeout(void *arg)
 		/* a handshake that stalls; conn_free drops the TLS state */
 		log_info("smtp sess=%08x event=timeout client=%s "
 			 "state=tls_handshake", s->id, s->peer);
+		session_end(s, "timeout");
 		session_free_later(s);
 		return;
 	}
@@ -1371,6 +1669,7 @@ conn_on_timeout(void *arg)
 		/* the peer has not taken its last replies for a whole timeout */
 		log_info("smtp sess=%08x event=timeout client=%s state=closing",
 			 s->id, s->peer);
+		session_end(s, "timeout");
 		session_free(s);
 		return;
 	}
@@ -1390,6 +1689,7 @@ session_timeout(struct smtpd_session *s)
 	log_info("smtp sess=%08x event=timeout client=%s phase=%s", s->id,
 		 s->peer, smtp_engine_phase(s->engine) == SMTP_PHASE_DATA ?
 		 "data" : "command");
+	session_end(s, "timeout");
 	smtp_engine_timeout(s->engine);
 	s->closing = true;
 	session_pump(s);
@@ -1453,14 +1753,18 @@ static void
 refuse_connection(struct tern_server *srv, int fd, const char *peer_text,
 		  const char *why, const char *text)
 {
-	char line[300];
+	char line[300], r[600];
 	int n = snprintf(line, sizeof(line), "421 4.7.0 %s %s\r\n",
 			 srv->hostname, text);
 
 	if (n > 0 && (size_t)n < sizeof(line))
 		(void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
-	log_warn("smtp event=refused client=%s reason=%s", peer_text, why);
+	/* the reply without its CRLF */
+	if (n >= 2 && (size_t)n < sizeof(line))
+		line[n - 2] = '\0';
+	log_warn("smtp event=refused client=%s reason=%s result=\"%s\"",
+		 peer_text, why, log_escape(r, sizeof(r), line, strlen(line)));
 }
 
 /* local: on the sendmail socket (peer and local are AF_UNIX) */
@@ -1532,6 +1836,8 @@ session_start(struct tern_server *srv, struct serve_listener *sl, int fd,
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
+	buf_init(&s->log_to, 1024);
+	buf_init(&s->log_orcpt, 1024);
 	s->id = srv->next_session_id++;
 	s->role = is_local ? CONF_ROLE_MX : role;
 	s->counted = counted;
@@ -1584,6 +1890,7 @@ session_start(struct tern_server *srv, struct serve_listener *sl, int fd,
 		/* RFC 8314 §3.3: TLS from the first byte; the greeting
 		 * follows the handshake (tls_done) */
 		if (srv->tls == NULL || !tls_begin(s)) {
+			session_end(s, "tls_failed");
 			s->dead = true;
 			session_free(s);
 		}
@@ -1659,6 +1966,7 @@ smtpd_shutdown_all(struct tern_server *srv)
 			s->shutdown_pending = true;
 			continue;
 		}
+		session_end(s, "shutdown");
 		smtp_engine_shutdown(s->engine);
 		s->closing = true;
 		session_pump(s);  /* may free s */
@@ -1670,5 +1978,6 @@ smtpd_session_abandon(struct smtpd_session *s)
 {
 	s->committing = false;
 	s->dead = true;
+	session_end(s, "shutdown");
 	session_free(s);
 }
