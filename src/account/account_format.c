@@ -13,92 +13,28 @@
 #define SCRAM_TAG "SCRAM-SHA-256:"
 #define CRAM_TAG "CRAM-MD5:"
 
-static const char b64_chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char hex_chars[] = "0123456789abcdef";
 
 /* ---- base64 and hex --------------------------------------------------- */
 
-static int
-b64_value(char c)
-{
-	const char *p = c != '\0' ? strchr(b64_chars, c) : NULL;
-
-	return p != NULL ? (int)(p - b64_chars) : -1;
-}
 
 /* RFC 4648 §4 with padding, canonical (zero pad bits). 0, -1 for bad
  * base64, -2 for more than max octets */
 static int
-b64_decode(const char *s, size_t n, uint8_t *out, size_t max, size_t *len_r)
+b64_field(const char *s, size_t n, uint8_t *out, size_t max, size_t *len_r)
 {
-	size_t o = 0;
+	long r;
 
-	if (n == 0 || n % 4 != 0)
+	if (n == 0)
 		return -1;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4];
-		size_t pad = 0;
-
-		for (size_t k = 0; k < 4; k++) {
-			if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad > 0)
-				return -1;
-			v[k] = b64_value(s[i + k]);
-			if (v[k] < 0)
-				return -1;
-		}
-		/* the bits a padded group does not carry must be zero */
-		if ((pad == 1 && (v[2] & 0x03) != 0) ||
-		    (pad == 2 && (v[1] & 0x0f) != 0))
-			return -1;
-		if (o + 3 - pad > max)
-			return -2;
-		out[o++] = (uint8_t)((v[0] << 2) | (v[1] >> 4));
-		if (pad < 2)
-			out[o++] = (uint8_t)(((v[1] & 0x0f) << 4) |
-					     (v[2] >> 2));
-		if (pad < 1)
-			out[o++] = (uint8_t)(((v[2] & 0x03) << 6) | v[3]);
-	}
-	*len_r = o;
+	r = b64_decode(s, n, out, max);
+	if (r < 0)
+		return (int)r;
+	*len_r = (size_t)r;
 	return 0;
 }
 
-static void
-b64_append(struct buf *out, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		char q[4];
 
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		q[0] = b64_chars[(v >> 18) & 0x3f];
-		q[1] = b64_chars[(v >> 12) & 0x3f];
-		q[2] = i + 1 < n ? b64_chars[(v >> 6) & 0x3f] : '=';
-		q[3] = i + 2 < n ? b64_chars[v & 0x3f] : '=';
-		(void)buf_append(out, q, 4);
-	}
-}
-
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* ---- parser ----------------------------------------------------------- */
 
@@ -188,7 +124,7 @@ parse_scram(const struct field *f, struct sasl_secrets *sec)
 	struct field rest, part[4];
 	char num[16];
 	uint64_t iter;
-	size_t len;
+	size_t len = 0;
 	int r;
 
 	if (field_is(f, "-"))
@@ -209,18 +145,18 @@ parse_scram(const struct field *f, struct sasl_secrets *sec)
 	if (iter < SASL_SCRAM_ITER_MIN || iter > SASL_SCRAM_ITER_MAX)
 		return "SCRAM iteration count out of range";
 	sec->scram_iter = (unsigned)iter;
-	r = b64_decode(part[1].p, part[1].n, sec->scram_salt,
+	r = b64_field(part[1].p, part[1].n, sec->scram_salt,
 		       sizeof(sec->scram_salt), &len);
 	if (r == -2)
 		return "SCRAM salt too long (more than 64 octets)";
 	if (r < 0)
 		return "bad base64 in the SCRAM salt";
 	sec->scram_salt_len = len;
-	if (b64_decode(part[2].p, part[2].n, sec->scram_stored_key,
+	if (b64_field(part[2].p, part[2].n, sec->scram_stored_key,
 		       SASL_SCRAM_KEY_LEN, &len) < 0 ||
 	    len != SASL_SCRAM_KEY_LEN)
 		return "bad SCRAM StoredKey (want base64 of 32 octets)";
-	if (b64_decode(part[3].p, part[3].n, sec->scram_server_key,
+	if (b64_field(part[3].p, part[3].n, sec->scram_server_key,
 		       SASL_SCRAM_KEY_LEN, &len) < 0 ||
 	    len != SASL_SCRAM_KEY_LEN)
 		return "bad SCRAM ServerKey (want base64 of 32 octets)";

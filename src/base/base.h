@@ -185,4 +185,20 @@ char *xstrdup_printable(const char *s, size_t max);
 int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 
+/* ------------------------------------------------------------------ */
+/* text codings (base_text.c) */
+
+/* appends the base64 of n octets (RFC 4648 §4, with padding) */
+void b64_append(struct buf *b, const void *p, size_t n);
+/*
+ * Decodes strict base64: whole groups of four, "=" only as the last one
+ * or two characters, zero bits past the data, nothing outside the
+ * alphabet (RFC 4648 §3). out may be s itself (decoding in place).
+ * Returns the number of octets, -1 when s is not such base64, -2 when
+ * they would be more than outmax.
+ */
+long b64_decode(const char *s, size_t n, uint8_t *out, size_t outmax);
+/* the value of a hexadecimal digit (either case), or -1 */
+int hex_value(int c);
+
 #endif

@@ -41,23 +41,12 @@ md5_resume(MD5_CTX *c, const uint8_t state[16])
 	c->num = 0;
 }
 
-static int
-hex_val(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static bool
 hex_decode(const uint8_t *p, size_t n, uint8_t *out)
 {
 	for (size_t i = 0; i < n / 2; i++) {
-		int hi = hex_val(p[2 * i]), lo = hex_val(p[2 * i + 1]);
+		int hi = hex_value(p[2 * i]), lo = hex_value(p[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return false;

@@ -14,64 +14,20 @@
 #include "smtp/smtp_int.h"
 
 /* ------------------------------------------------------------------ */
-/* base64 (RFC 4648 §4) */
-
-static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int
-b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
+/* base64 (RFC 4648 §4, base/) */
 
 /*
- * Decodes s (n characters) in place: whole groups of four, "=" padding
- * only at the very end, no spaces (RFC 4648 §3.3: characters outside the
- * alphabet are refused). Returns false when s is not such base64.
+ * Decodes s (n characters) in place, strictly (base.h b64_decode):
+ * false when s is not such base64.
  */
 static bool
-b64_decode(char *s, size_t n, size_t *len_r)
+b64_decode_inplace(char *s, size_t n, size_t *len_r)
 {
-	uint8_t *out = (uint8_t *)s;
-	size_t o = 0;
+	long r = b64_decode(s, n, (uint8_t *)s, n);
 
-	if (n % 4 != 0)
+	if (r < 0)
 		return false;
-	for (size_t i = 0; i < n; i += 4) {
-		uint32_t w = 0;
-		unsigned pad = 0;
-		for (size_t k = 0; k < 4; k++) {
-			int v;
-			if (s[i + k] == '=' && k >= 2 && i + 4 == n) {
-				pad++;
-				w <<= 6;
-				continue;
-			}
-			v = b64_value(s[i + k]);
-			if (v < 0 || pad > 0)
-				return false;
-			w = w << 6 | (uint32_t)v;
-		}
-		/* UNSAFE: o <= i, so each write lands on characters that
-		 * have been read already */
-		out[o++] = (uint8_t)(w >> 16);
-		if (pad < 2)
-			out[o++] = (uint8_t)(w >> 8);
-		if (pad < 1)
-			out[o++] = (uint8_t)w;
-	}
-	*len_r = o;
+	*len_r = (size_t)r;
 	return true;
 }
 
@@ -80,25 +36,14 @@ b64_decode(char *s, size_t n, size_t *len_r)
 static void
 reply_334(struct smtp_engine *e, const uint8_t *p, size_t n)
 {
-	/* UNSAFE: n <= SMTP_AUTH_CHALLENGE_MAX, checked by the caller */
-	size_t len = 4 + (n + 2) / 3 * 4, o = 4;
-	char *line = xmalloc(len + 1);
+	struct buf line;
 
-	memcpy(line, "334 ", 4);
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t w = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			w |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			w |= p[i + 2];
-		line[o++] = b64_alphabet[w >> 18 & 63];
-		line[o++] = b64_alphabet[w >> 12 & 63];
-		line[o++] = i + 1 < n ? b64_alphabet[w >> 6 & 63] : '=';
-		line[o++] = i + 2 < n ? b64_alphabet[w & 63] : '=';
-	}
-	TN_ASSERT(o == len);
-	smtp_reply_raw(e, line, len);
-	free(line);
+	/* UNSAFE: n <= SMTP_AUTH_CHALLENGE_MAX, checked by the caller */
+	buf_init(&line, 4 + (n + 2) / 3 * 4);
+	(void)buf_append(&line, "334 ", 4);
+	b64_append(&line, p, n);
+	smtp_reply_raw(e, (const char *)line.p, line.len);
+	buf_clear(&line);
 }
 
 /* ------------------------------------------------------------------ */
@@ -289,7 +234,7 @@ smtp_cmd_auth(struct smtp_engine *e, char *args)
 	/* RFC 4954 §4: "=" is an initial response of zero length */
 	if (resp != NULL && strcmp(resp, "=") == 0) {
 		resp[0] = '\0';
-	} else if (resp != NULL && !b64_decode(resp, strlen(resp), &len)) {
+	} else if (resp != NULL && !b64_decode_inplace(resp, strlen(resp), &len)) {
 		/* RFC 4954 §4: 501 when the base64 cannot be decoded */
 		smtp_refusef(e, 501, "5.5.2", true, "Invalid base64 data");
 		return;
@@ -311,7 +256,7 @@ smtp_auth_response(struct smtp_engine *e, char *line, size_t len)
 		smtp_refusef(e, 501, "5.0.0", true, "Authentication canceled");
 		return;
 	}
-	if (!b64_decode(line, len, &n)) {
+	if (!b64_decode_inplace(line, len, &n)) {
 		smtp_auth_abort(e);
 		smtp_refusef(e, 501, "5.5.2", true, "Invalid base64 data");
 		return;

@@ -91,7 +91,7 @@ lookup(void *arg, const char *authcid, struct sasl_secrets *sec_r)
 }
 
 static size_t
-b64_decode(const char *in, uint8_t *out)
+t_b64_decode(const char *in, uint8_t *out)
 {
 	size_t n = strlen(in);
 	int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
@@ -105,7 +105,7 @@ b64_decode(const char *in, uint8_t *out)
 }
 
 static void
-b64_encode(const uint8_t *p, size_t n, char *out)
+t_b64_encode(const uint8_t *p, size_t n, char *out)
 {
 	(void)EVP_EncodeBlock((unsigned char *)out, p, (int)n);
 }
@@ -121,7 +121,7 @@ setup(void **state)
 		const char *err = NULL;
 
 		if (a->salt == NULL) {
-			salt_len = b64_decode(RFC7677_SALT_B64, salt);
+			salt_len = t_b64_decode(RFC7677_SALT_B64, salt);
 		} else {
 			salt_len = strlen(a->salt);
 			memcpy(salt, a->salt, salt_len);
@@ -611,7 +611,7 @@ test_scram_secrets_rfc7677(void **state)
 
 	(void)state;
 	assert_string_equal(accounts[0].name, "user");
-	assert_int_equal(b64_decode(RFC7677_PROOF, proof), 32);
+	assert_int_equal(t_b64_decode(RFC7677_PROOF, proof), 32);
 	assert_non_null(HMAC(EVP_sha256(), sec->scram_stored_key, 32,
 			     (const uint8_t *)am, strlen(am), sig, &len));
 	for (int i = 0; i < 32; i++)
@@ -620,7 +620,7 @@ test_scram_secrets_rfc7677(void **state)
 	assert_memory_equal(h, sec->scram_stored_key, 32);
 	assert_non_null(HMAC(EVP_sha256(), sec->scram_server_key, 32,
 			     (const uint8_t *)am, strlen(am), vsig, &len));
-	b64_encode(vsig, 32, v);
+	t_b64_encode(vsig, 32, v);
 	assert_string_equal(v, &RFC7677_V[2]);
 	assert_int_equal(sec->scram_iter, 4096);
 	assert_int_equal(sec->scram_salt_len, 16);
@@ -880,18 +880,18 @@ scram_exchange(const char *gs2, const char *user, const char *password,
 	if (server_first_r != NULL)
 		snprintf(server_first_r, 512, "%s", sf);
 	parse_server_first(sf, nonce, salt_b64, &iter);
-	b64_encode((const uint8_t *)gs2, strlen(gs2), cb);
+	t_b64_encode((const uint8_t *)gs2, strlen(gs2), cb);
 	snprintf(final, sizeof(final), "c=%s,r=%s%s", cb, nonce, final_ext);
 	snprintf(am, sizeof(am), "%s,%s,%s", bare, sf, final);
-	scram_client(password, salt, b64_decode(salt_b64, salt), iter, am,
+	scram_client(password, salt, t_b64_decode(salt_b64, salt), iter, am,
 		     proof, ssig);
-	b64_encode(proof, 32, proof_b64);
+	t_b64_encode(proof, 32, proof_b64);
 	snprintf(final + strlen(final), sizeof(final) - strlen(final),
 		 ",p=%s", proof_b64);
 	st = sasl_server_step(s, (const uint8_t *)final, strlen(final), true,
 			      &chal, &err);
 	if (st == SASL_CONTINUE) {
-		b64_encode(ssig, 32, v);
+		t_b64_encode(ssig, 32, v);
 		CHECK(chal.len == strlen(v) + 2 &&
 			      memcmp(chal.p, "v=", 2) == 0 &&
 			      memcmp(chal.p + 2, v, strlen(v)) == 0,
