@@ -200,5 +200,13 @@ void b64_append(struct buf *b, const void *p, size_t n);
 long b64_decode(const char *s, size_t n, uint8_t *out, size_t outmax);
 /* the value of a hexadecimal digit (either case), or -1 */
 int hex_value(int c);
+/*
+ * The length of the well-formed UTF-8 sequence at p (1 to 4, n > 0) and
+ * its code point, or 0 for an ill-formed or cut one: RFC 3629 §4, no
+ * overlong forms, no surrogates, nothing above U+10FFFF.
+ */
+size_t utf8_char(const uint8_t *p, size_t n, uint32_t *cp_r);
+/* n octets of well-formed UTF-8 */
+bool utf8_valid(const uint8_t *p, size_t n);
 
 #endif

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Text codings shared by the protocol engines and the accounts file:
- * base64 (RFC 4648 §4, with padding) and hexadecimal digits.
+ * Text codings shared by the protocol engines, the accounts file and
+ * the control socket: base64 (RFC 4648 §4, with padding), hexadecimal
+ * digits and UTF-8 (RFC 3629).
  */
 #include <string.h>
 
@@ -101,4 +102,62 @@ hex_value(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+/*
+ * The length of the well-formed UTF-8 sequence at p (1 to 4) and its code
+ * point, or 0 for an ill-formed one: RFC 3629 §4, no overlong forms, no
+ * surrogates, nothing above U+10FFFF.
+ */
+size_t
+utf8_char(const uint8_t *p, size_t n, uint32_t *cp_r)
+{
+	uint8_t c = p[0];
+	uint32_t cp, min;
+	size_t len;
+
+	if (c < 0x80) {
+		*cp_r = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1fu;
+		min = 0x80;
+	} else if ((c & 0xf0) == 0xe0) {
+		len = 3;
+		cp = c & 0x0fu;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07u;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*cp_r = cp;
+	return len;
+}
+
+bool
+utf8_valid(const uint8_t *p, size_t n)
+{
+	uint32_t cp;
+
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_char(p + i, n - i, &cp);
+		if (len == 0)
+			return false;
+		i += len;
+	}
+	return true;
 }

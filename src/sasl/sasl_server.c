@@ -18,48 +18,9 @@
 bool
 sasl_utf8_valid(const uint8_t *p, size_t n)
 {
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = p[i];
-		size_t len;
-		uint32_t cp, min;
-
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1fu;
-			min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3;
-			cp = c & 0x0fu;
-			min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07u;
-			min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i + k] & 0x3fu);
-		}
-		/* RFC 3629 §3: no overlong form, surrogate, or past 10FFFF */
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
-	return true;
+	return memchr(p, 0, n) == NULL && utf8_valid(p, n);
 }
+
 
 
 int

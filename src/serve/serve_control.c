@@ -131,49 +131,6 @@ static const char *const ctl_op_name[] = {
 
 /* ---- text and JSON output ------------------------------------------------ */
 
-/*
- * The length of the well-formed UTF-8 sequence at p (1 to 4) and its code
- * point, or 0 for an ill-formed one: RFC 3629 §4, no overlong forms, no
- * surrogates, nothing above U+10FFFF.
- */
-static size_t
-utf8_seq(const uint8_t *p, size_t n, uint32_t *cp_r)
-{
-	uint8_t c = p[0];
-	uint32_t cp, min;
-	size_t len;
-
-	if (c < 0x80) {
-		*cp_r = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1fu;
-		min = 0x80;
-	} else if ((c & 0xf0) == 0xe0) {
-		len = 3;
-		cp = c & 0x0fu;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07u;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3fu);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	*cp_r = cp;
-	return len;
-}
 
 /*
  * A JSON string (RFC 8259 §7): quote, backslash and control characters
@@ -207,7 +164,7 @@ json_bytes(struct buf *b, const void *data, size_t n)
 		} else if (c < 0x20 || c == 0x7f) {
 			buf_printf(b, "\\u%04x", c);
 			i++;
-		} else if ((len = utf8_seq(p + i, n - i, &cp)) == 0) {
+		} else if ((len = utf8_char(p + i, n - i, &cp)) == 0) {
 			buf_append_str(b, "\\ufffd");
 			i++;
 		} else {
@@ -253,7 +210,7 @@ text_bytes(struct buf *b, const void *data, size_t n, bool multiline)
 			i++;
 			continue;
 		}
-		len = utf8_seq(p + i, n - i, &cp);
+		len = utf8_char(p + i, n - i, &cp);
 		if (len == 0 || cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) {
 			buf_printf(b, "\\x%02x", c);
 			i++;

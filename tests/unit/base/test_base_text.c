@@ -2,6 +2,7 @@
 /* base_text: base64 (RFC 4648 §10 vectors, strictness, in place), hex */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -80,6 +81,29 @@ test_hex(void **state)
 	assert_int_equal(hex_value(0), -1);
 }
 
+static void
+test_utf8(void **state)
+{
+	static const struct { const char *s; size_t n; bool ok; } cases[] = {
+		{ "plain", 5, true }, { "caf\xc3\xa9", 5, true },
+		{ "\xe2\x82\xac", 3, true }, { "\xf0\x9f\x98\x80", 4, true },
+		{ "\xc0\x80", 2, false },        /* overlong */
+		{ "\xed\xa0\x80", 3, false },    /* surrogate */
+		{ "\xf4\x90\x80\x80", 4, false }, /* past U+10FFFF */
+		{ "\xe2\x82", 2, false },        /* cut */
+		{ "\xff", 1, false },
+	};
+	uint32_t cp;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(utf8_valid((const uint8_t *)cases[i].s,
+					    cases[i].n), cases[i].ok);
+	assert_int_equal(utf8_char((const uint8_t *)"\xe2\x82\xac", 3, &cp),
+			 3);
+	assert_int_equal(cp, 0x20ac);
+}
+
 int
 main(void)
 {
@@ -87,6 +111,7 @@ main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_strict),
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
