@@ -109,7 +109,7 @@ test: test-deps
 	@$(MAKE) --no-print-directory -j$(JOBS) layers compilers docs
 	@$(MAKE) --no-print-directory -j$(JOBS) $(UNIT_BIN) $(FUZZ_BIN) build/debug/tern
 	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=20
+	@$(MAKE) --no-print-directory fuzz-smoke FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory e2e
 
 # ---- install ----------------------------------------------------------------
