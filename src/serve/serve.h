@@ -75,6 +75,7 @@ struct tern_server {
 	/* accounts (serve_auth.c) */
 	bool demo;                      /* embedded defaults: demo account */
 	struct account_table *accounts;
+	char *accounts_path;            /* accounts_file, or the default */
 	struct serve_file_stamp accounts_stamp;
 	bool accounts_reloading;
 	struct workq *auth_wq;          /* password checks, reloads */
@@ -119,7 +120,6 @@ void serve_reload(struct tern_server *srv);
  * looks an account up (valid until the next loop turn); check verifies a
  * password off the loop and calls done(arg, ok) on the loop thread.
  */
-char *serve_accounts_path(const struct tern_conf *conf);
 int serve_accounts_start(struct tern_server *srv, char **error_r);
 void serve_accounts_tick(struct tern_server *srv);
 void serve_accounts_free(struct tern_server *srv);

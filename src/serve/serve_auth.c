@@ -36,8 +36,8 @@ auth_wq_ready(evutil_socket_t fd, short what, void *arg)
 	workq_complete(arg);
 }
 
-char *
-serve_accounts_path(const struct tern_conf *conf)
+static char *
+accounts_path(const struct tern_conf *conf)
 {
 	if (conf->accounts_file[0] != '\0')
 		return xstrdup(conf->accounts_file);
@@ -110,9 +110,11 @@ out:
 int
 serve_accounts_start(struct tern_server *srv, char **error_r)
 {
-	char *path = serve_accounts_path(srv->conf);
+	char *path = accounts_path(srv->conf);
 	struct account_table *t = NULL;
 
+	/* the tick looks at this path every second: made once */
+	srv->accounts_path = xstrdup(path);
 	srv->auth_wq = workq_new(SERVE_AUTH_THREADS);
 	srv->auth_wq_ev = event_new(srv->base, workq_fd(srv->auth_wq),
 				    EV_READ | EV_PERSIST, auth_wq_ready,
@@ -196,19 +198,15 @@ void
 serve_accounts_tick(struct tern_server *srv)
 {
 	struct serve_file_stamp now;
-	char *path;
 
 	if (srv->auth_wq == NULL || srv->accounts_reloading)
 		return;
-	path = serve_accounts_path(srv->conf);
-	file_stamp(path, &now);
-	if (stamp_eq(&now, &srv->accounts_stamp)) {
-		free(path);
+	file_stamp(srv->accounts_path, &now);
+	if (stamp_eq(&now, &srv->accounts_stamp))
 		return;
-	}
 	struct reload_job *j = xcalloc(1, sizeof(*j));
 	j->srv = srv;
-	j->path = path;
+	j->path = xstrdup(srv->accounts_path);
 	srv->accounts_reloading = true;
 	workq_submit(srv->auth_wq, reload_work, reload_done, j);
 }
@@ -227,6 +225,8 @@ serve_accounts_free(struct tern_server *srv)
 	account_table_free(&srv->accounts);
 	free(srv->auth_dummy_hash);
 	srv->auth_dummy_hash = NULL;
+	free(srv->accounts_path);
+	srv->accounts_path = NULL;
 }
 
 const struct account *

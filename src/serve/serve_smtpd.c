@@ -1248,10 +1248,9 @@ auth_failure(struct smtpd_session *s, const char *reason, unsigned code,
 	     const char *enhanced, const char *text)
 {
 	const struct tern_conf *conf = s->srv->conf;
-	unsigned n = s->counted || s->peer_sa.ss_family != 0 ?
-		serve_clients_auth_failed(s->srv->clients,
-					  (const struct sockaddr *)&s->peer_sa,
-					  (int64_t)time(NULL)) : 1;
+	/* a local session's peer_sa is empty: always its first failure */
+	unsigned n = serve_clients_auth_failed(s->srv->clients,
+		(const struct sockaddr *)&s->peer_sa, (int64_t)time(NULL));
 	unsigned delay = 0;
 	char e[300], r[600], result[620] = "";
 
