@@ -307,7 +307,8 @@ void conf_example(struct buf *out);
  * free the array only), or 0 when the address is not in a local domain or
  * has no such user ("postmaster" without a user or alias of that name
  * resolves to the first user), or -1 when the domain is local but expansion
- * reaches only non-local addresses (kept for relay later).
+ * reaches only addresses: non-local ones, or local-domain ones that name
+ * no user here (accounts, which the server knows).
  * Local parts compare case-insensitively, domains too.
  */
 int conf_resolve(const struct tern_conf *conf, const char *address,

@@ -202,7 +202,7 @@ conf_resolve(const struct tern_conf *conf, const char *address,
 	else if (x.nusers > 0)
 		r = 1;
 	else
-		r = x.remote ? -1 : 0;
+		r = x.remote || x.nlocals > 0 ? -1 : 0;
 	if (r == 1) {
 		*users_r = x.users;
 		*nusers_r = x.nusers;
